@@ -1,0 +1,62 @@
+# secrun — one entry point for setting up, running, testing and benchmarking.
+#   make run    set everything up, run the bundled example under `strict`, and audit it
+#   make test   set everything up and run the whole test suite (host, then the guest suites)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
+PYTEST ?= $(PY) -m pytest
+
+.PHONY: setup apt venv run test test-host test-guest bench docs check lint clean
+
+setup: apt venv
+
+# Debian packages (only as root, only the missing ones).
+apt:
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=$$(for p in $(APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "apt: installing $$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else echo "apt: not root, skipping Debian packages: $(APT)"; fi
+
+# The virtualenv with secrun installed editable (strict mode: a link tree the type checker
+# and the import system both resolve), plus the test plugin distribution.
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/plugin-dist/pyproject.toml)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
+	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
+	  --config-settings editable_mode=strict -e '.[test]'
+	@if [ -d tests/plugin-dist ]; then $(PY) -m pip install -q --disable-pip-version-check \
+	  --no-build-isolation tests/plugin-dist; fi
+	@touch $@
+
+run: setup
+	$(BIN)/secrun --profile strict ./examples/hello.sh
+	$(BIN)/secrun audit --profile strict -- ./examples/hello.sh
+
+test: setup test-host test-guest
+
+test-host:
+	$(PYTEST) -m "not apparmor and not selinux and not cgroup2" tests
+
+# AppArmor, SELinux and cgroup v2 under real enforcement, in a user-mode-linux guest.
+test-guest:
+	tests/guest/run-guest-suites $(PY)
+
+docs: setup
+	$(BIN)/secrun docs --out docs
+
+lint: setup
+	$(BIN)/ruff check core plugins tests
+	$(BIN)/mypy
+
+bench: setup
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from secrun.main import main
+
+sys.exit(main())

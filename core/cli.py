@@ -1,0 +1,182 @@
+"""The ``secrun`` command line for everything but the launch itself (see :mod:`secrun.main`).
+
+Plugins add subcommands with the ``secrun_register_commands`` hook.
+"""
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import SecrunError
+
+LAUNCH_HELP = """Run PROGRAM confined by the controls a named profile composes.
+
+\b
+  secrun [--profile NAME]... [--set SECTION.KEY=VALUE]... [-v] [--dry-run] [--] PROGRAM [ARGS]...
+  secrun SUBCOMMAND ...
+
+\b
+Launch options (before PROGRAM; everything after PROGRAM is PROGRAM's own):
+  -p, --profile NAME|PATH   profile to apply (repeatable, composed left to right;
+                            default: 'default'); a path is ./NAME.toml or absolute
+  -s, --set S.K=V           override one value for this run (S.K+=V / S.K-=V edit a list)
+  --plugin NAME             also load this installed third-party plugin
+  -v, --verbose             log every stage with its duration to stderr
+  -n, --dry-run             print the effective plan and exit
+  --no-cache                plan from scratch, ignoring the plan cache
+
+\b
+A word is a subcommand only as the first argument: `secrun -- audit` or
+`secrun ./audit` runs a program named like a subcommand.
+
+\b
+Exit status: the workload's own; 125 secrun failed (nothing ran); 126 PROGRAM
+not executable; 127 PROGRAM not found; 128+N the workload was killed by signal N.
+"""
+
+
+@click.group(help=LAUNCH_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="secrun")
+def cli():
+    pass
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def profiles(ctx):
+    """List the available profiles (and show or check one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .profiles import available, search_path
+
+    click.echo("search path: " + " : ".join(f"{d} ({label})" for label, d in search_path()))
+    for name, path, source, shadowed in available():
+        note = "  (shadowed)" if shadowed else ""
+        desc = ""
+        try:
+            import tomllib
+
+            with open(path, "rb") as f:
+                desc = tomllib.load(f).get("description", "")
+        except Exception:  # noqa: BLE001 - listing must not fail on one bad file
+            desc = "(unreadable)"
+        click.echo(f"{name:<16} {source:<8} {path}{note}\n{'':<16} {desc}")
+
+
+@profiles.command("show")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--set", "-s", "sets", multiple=True, help="override SECTION.KEY=VALUE")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def profiles_show(names, sets, as_json):
+    """Print the effective, merged policy of NAMES with each value's origin."""
+    from . import plan as _plan
+    from .report import print_plan
+
+    p = _plan.build(list(names), list(sets))
+    if as_json:
+        import json
+
+        click.echo(json.dumps({k: p[k] for k in ("profiles", "active", "config", "origins")},
+                              indent=2, default=str))
+    else:
+        print_plan(p)
+
+
+@profiles.command("check")
+@click.argument("files", nargs=-1, required=True)
+def profiles_check(files):
+    """Validate profile FILES (names or paths) against the plugins' schemas."""
+    from . import plan as _plan
+
+    for f in files:
+        ref = f if f.startswith("/") or not f.endswith(".toml") or f.startswith("./") \
+            else "./" + f
+        _plan.build([ref])
+        click.echo(f"{f}: ok")
+
+
+# --- plugins ----------------------------------------------------------------------------------
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_cmd(as_json):
+    """List every plugin (built-in and installed): distribution, version, stages, sections.
+
+    This imports every installed third-party plugin; a launch imports only those its profile
+    names."""
+    from .registry import Plugins
+    from .stages import STAGE_NAMES, hook_name
+
+    pl = Plugins(all_installed=True)
+    stage_hooks = {hook_name(s): s for s in STAGE_NAMES}
+    rows = []
+    for name, info in pl.info.items():
+        hooks = pl.hooks_of(name)
+        rows.append({
+            "name": name, "distribution": info.dist, "version": info.version,
+            "builtin": info.builtin, "module": info.module.__name__, "file": info.file,
+            "sections": info.sections,
+            "stages": [stage_hooks[h] for h in hooks if h in stage_hooks],
+            "hooks": [h for h in hooks if h not in stage_hooks],
+        })
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        kind = "built-in" if r["builtin"] else "third-party"
+        click.echo(f"{r['name']}  ({r['distribution']} {r['version']}, {kind}, {r['file']})")
+        click.echo(f"    sections: {', '.join('[' + s + ']' for s in r['sections']) or '-'}")
+        click.echo(f"    stages:   {', '.join(r['stages']) or '-'}")
+        if r["hooks"]:
+            click.echo(f"    hooks:    {', '.join(r['hooks'])}")
+
+
+# --- docs ------------------------------------------------------------------------------------
+
+@cli.command("docs", hidden=True)
+@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--check", is_flag=True, help="fail if the generated files are out of date")
+def docs_cmd(out, check):
+    """Regenerate docs/hooks.md and docs/profiles.md from the hookspecs and schemas."""
+    from .docgen import write_docs
+
+    stale = write_docs(out, check=check)
+    if check and stale:
+        raise SecrunError("generated docs are out of date: " + ", ".join(stale)
+                          + " (run: make docs)")
+
+
+def _register_plugin_commands():
+    try:
+        from .registry import Plugins
+
+        pl = Plugins()
+        pl.pm.hook.secrun_register_commands(cli=cli)
+    except SecrunError:
+        raise
+
+
+def run_cli(argv) -> int:
+    if argv and argv[0] not in ("profiles", "plugins", "docs", "-h", "--help", "--version"):
+        _register_plugin_commands()
+    elif not argv or argv[0] in ("-h", "--help"):
+        _register_plugin_commands()
+    try:
+        cli.main(args=argv, prog_name="secrun", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 125
+    except click.exceptions.Abort:
+        return 130
+    return 0
+
+
+def main():  # pragma: no cover - for python -m secrun.cli
+    sys.exit(run_cli(sys.argv[1:]))

@@ -1,0 +1,421 @@
+"""The isolation core: fork, the sync protocol, exec and supervision.
+
+Plugins own every control; this module only walks :data:`secrun.stages.STAGES` and calls each
+stage's hook implementations from the plan's dispatch table.  It is on the launch path of every
+sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``marshal`` and ``_signal``.
+
+Processes::
+
+    secrun (supervisor) --fork--> child: user_namespace | after_fork (parent) | namespaces
+                                     [--fork--> pid 1 of the new pid namespace, if one was made;
+                                      the child exits and the supervisor, a subreaper, adopts it]
+                                  mounts ... seccomp
+                                     [pid 1 forks the workload and stays as a minimal init]
+                                  exec(workload)
+
+Pipes: ``status`` (child -> supervisor, close-on-exec) carries length-prefixed marshal records:
+``("ready",)`` after user_namespace, ``("pid", n)`` when pid 1 of a new pid namespace took over,
+``("warn", text)``, ``("error", stage, plugin, text)``, ``("exec_error", errno, program)``; EOF
+means the workload was exec'd (or died).  ``go`` (supervisor -> child) releases the child after
+``after_fork``; EOF without the byte aborts it.  ``final`` (init -> supervisor) carries the
+workload's raw wait status when a minimal init sits between them.
+"""
+
+import _signal
+import marshal
+import os
+import sys
+from time import perf_counter as _now
+
+from .context import Context
+from .errors import EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, describe_oserror
+from .stages import CHILD_STAGES, hook_name  # noqa: F401  (hook_name: documentation)
+
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGUSR1, _signal.SIGUSR2)
+TTY_SIGNALS = (_signal.SIGINT, _signal.SIGQUIT)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class StageFailure(Exception):
+    def __init__(self, stage, plugin, text):
+        super().__init__(stage, plugin, text)
+        self.stage, self.plugin, self.text = stage, plugin, text
+
+    def line(self) -> str:
+        return f"stage '{self.stage}' failed in plugin '{self.plugin}': {self.text}"
+
+
+def call_stage(ctx: Context, dispatch: dict, stage: str) -> None:
+    """Call every hook implementation of ``stage``; a required one's failure raises."""
+    rows = dispatch.get(stage)
+    if not rows:
+        return
+    for modname, fname, plugin, required in rows:
+        module = sys.modules.get(modname)
+        if module is None:
+            __import__(modname)
+            module = sys.modules[modname]
+        ctx.stage, ctx.plugin = stage, plugin
+        t0 = _now() if ctx.verbose else 0.0
+        try:
+            getattr(module, fname)(ctx=ctx)
+        except Exception as exc:  # noqa: BLE001 - every failure must name stage and plugin
+            text = describe_oserror(exc)
+            if required:
+                raise StageFailure(stage, plugin, text) from None
+            ctx.warn(f"{plugin}: best-effort control not applied at stage '{stage}': {text}")
+        if ctx.verbose:
+            side = "child" if ctx.in_child else "parent"
+            ctx.log(f"[{side}] stage {stage} ({plugin}): {(_now() - t0) * 1000:.2f} ms")
+
+
+# --- records over the status pipe ----------------------------------------------------------------
+
+def _send(fd: int, record: tuple) -> None:
+    data = marshal.dumps(record)
+    data = len(data).to_bytes(4, "little") + data
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+class _Records:
+    def __init__(self, fd):
+        self.fd, self.buf = fd, b""
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def next(self):
+        """The next record, or None at EOF."""
+        if not self._fill(4):
+            return None
+        size = int.from_bytes(self.buf[:4], "little")
+        if not self._fill(4 + size):
+            return None
+        rec, self.buf = marshal.loads(self.buf[4:4 + size]), self.buf[4 + size:]
+        return rec
+
+
+# --- supervisor -----------------------------------------------------------------------------------
+
+class _Supervisor:
+    """Signal forwarding state of the secrun process."""
+
+    def __init__(self):
+        self.target = None
+        self.received = []
+        self.skip_tty = _foreground_tty()
+
+    def handler(self, sig, frame):
+        self.received.append(sig)
+        if self.target is not None and not (sig in TTY_SIGNALS and self.skip_tty):
+            try:
+                os.kill(self.target, sig)
+            except ProcessLookupError:
+                pass
+
+    def install(self):
+        for s in FORWARDED:
+            _signal.signal(s, self.handler)
+
+
+def _foreground_tty() -> bool:
+    """True when the terminal itself delivers ^C/^\\ to the workload (same foreground process
+    group), so forwarding them would deliver them twice."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _set_subreaper():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def run(plan: dict, argv: list, verbose: int = 0, env=None) -> int:
+    """Launch ``argv`` under ``plan``; returns secrun's exit status."""
+    ctx = Context(plan["config"], plan["origins"], plan["plan"], argv, env, verbose)
+    dispatch = plan["dispatch"]
+    sup = _Supervisor()
+    sup.install()
+    try:
+        call_stage(ctx, dispatch, "prepare")
+    except StageFailure as f:
+        _cleanup(ctx, dispatch)
+        return _fail(f.line())
+    if sup.received:
+        _cleanup(ctx, dispatch)
+        return 128 + sup.received[0]
+    try:
+        return _launch(ctx, dispatch, sup)
+    finally:
+        _cleanup(ctx, dispatch)
+
+
+def _launch(ctx, dispatch, sup) -> int:
+    r_status, w_status = os.pipe2(os.O_CLOEXEC)
+    r_go, w_go = os.pipe2(os.O_CLOEXEC)
+    r_final, w_final = os.pipe2(os.O_CLOEXEC)
+    if "namespaces" in dispatch:
+        _set_subreaper()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _child(ctx, dispatch, (r_status, w_status, r_go, w_go, r_final, w_final))
+    os.close(w_status)
+    os.close(r_go)
+    os.close(w_final)
+    ctx.pid = sup.target = pid
+    records = _Records(r_status)
+    failure = None
+    exec_error = None
+    waited = [pid]  # processes to reap: the child, and pid 1 of a new pid namespace
+
+    rec = records.next()
+    while rec is not None and rec[0] == "warn":
+        sys.stderr.write(f"secrun: warning: {rec[1]}\n")
+        rec = records.next()
+    if rec is None or rec[0] != "ready":
+        failure = _record_failure(rec)
+        os.close(w_go)
+    else:
+        try:
+            call_stage(ctx, dispatch, "after_fork")
+        except StageFailure as f:
+            failure = f.line()
+            os.close(w_go)  # EOF without the byte: the child exits without running anything
+        else:
+            os.write(w_go, b"g")
+            os.close(w_go)
+        while failure is None:
+            rec = records.next()
+            if rec is None:
+                break
+            kind = rec[0]
+            if kind == "warn":
+                sys.stderr.write(f"secrun: warning: {rec[1]}\n")
+            elif kind == "pid":
+                # The child forked pid 1 of a new pid namespace and exits; as subreaper we
+                # adopt pid 1 and wait for it instead.
+                _reap(pid)
+                waited = [rec[1]]
+                ctx.pid = sup.target = rec[1]
+            elif kind == "exec_error":
+                exec_error = rec
+            else:
+                failure = _record_failure(rec)
+    os.close(r_status)
+
+    if failure is not None:
+        for p in waited:
+            _kill_and_reap(p)
+        return _fail(failure)
+
+    if exec_error is None:
+        try:
+            call_stage(ctx, dispatch, "started")
+        except StageFailure as f:
+            for p in waited:
+                _kill_and_reap(p)
+            return _fail(f.line())
+
+    status = _reap(waited[0])
+    if waited[0] != pid or exec_error is not None:
+        # pid 1 (the minimal init) passes on the workload's own raw status
+        final = _read_all(r_final)
+        if final:
+            status = marshal.loads(final)
+    os.close(r_final)
+    ctx.status = status
+    if exec_error is not None:
+        _, err, prog = exec_error
+        sys.stderr.write(f"secrun: {prog}: {os.strerror(err)}\n")
+        return EXIT_NOT_FOUND if err == 2 else EXIT_NOT_EXECUTABLE
+    return _exit_code(status, sup.received)
+
+
+def _record_failure(rec) -> str:
+    if rec is None:
+        return "the sandbox setup process died before reporting (see messages above)"
+    if rec[0] == "error":
+        _, stage, plugin, text = rec
+        return StageFailure(stage, plugin, text).line()
+    return f"unexpected record from the sandbox setup process: {rec!r}"
+
+
+def _read_all(fd) -> bytes:
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _reap(pid) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return status
+        except ChildProcessError:
+            return 0
+
+
+def _kill_and_reap(pid) -> None:
+    try:
+        os.kill(pid, _signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _fail(line: str) -> int:
+    sys.stderr.write(f"secrun: error: {line}\n")
+    return EXIT_FAILED
+
+
+def _exit_code(status: int, forwarded) -> int:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in forwarded:
+            import signal
+
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = str(sig)
+            why = " (a seccomp rule killed it)" if name == "SIGSYS" else ""
+            sys.stderr.write(f"secrun: workload killed by signal {name}{why}\n")
+        return 128 + sig
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return EXIT_FAILED
+
+
+def _cleanup(ctx, dispatch) -> None:
+    rows = dispatch.get("cleanup")
+    if not rows:
+        return
+    for modname, fname, plugin, _required in rows:
+        try:
+            call_stage(ctx, {"cleanup": [(modname, fname, plugin, True)]}, "cleanup")
+        except StageFailure as f:
+            sys.stderr.write(f"secrun: warning: {f.line()}\n")
+
+
+# --- child ---------------------------------------------------------------------------------------
+
+def _child(ctx, dispatch, fds) -> None:
+    """Runs in the forked child; never returns."""
+    r_status, w_status, r_go, w_go, r_final, w_final = fds
+    try:
+        for s in FORWARDED:
+            _signal.signal(s, _signal.SIG_DFL)
+        os.close(r_status)
+        os.close(w_go)
+        os.close(r_final)
+        ctx.in_child = True
+        ctx._warn_sink = lambda text: _send(w_status, ("warn", text))
+        init = False
+        for stage in CHILD_STAGES:
+            if stage == "seccomp":
+                # Nothing but 0-2 and our own pipes may reach the workload.
+                _close_fds(keep=(w_status, w_final))
+            call_stage(ctx, dispatch, stage)
+            if stage == "user_namespace":
+                # Sync: the parent runs after_fork (cgroup attach, uid/gid maps) now.
+                _send(w_status, ("ready",))
+                if os.read(r_go, 1) != b"g":
+                    os._exit(EXIT_FAILED)
+                os.close(r_go)
+            elif stage == "namespaces" and ctx.fork_after_namespaces:
+                # A new pid/time namespace applies to the next child: continue there, as pid 1.
+                pid = os.fork()
+                if pid:
+                    _send(w_status, ("pid", pid))
+                    os._exit(0)
+                init = True
+        if init:
+            _init(ctx, w_status, w_final)
+        _exec(ctx, w_status)
+    except StageFailure as f:
+        _try_send(w_status, ("error", f.stage, f.plugin, f.text))
+    except BaseException as exc:  # noqa: BLE001
+        _try_send(w_status, ("error", ctx.stage or "core", ctx.plugin or "core",
+                             describe_oserror(exc)))
+    os._exit(EXIT_FAILED)
+
+
+def _try_send(fd, record):
+    try:
+        _send(fd, record)
+    except OSError:
+        pass
+
+
+def _close_fds(keep) -> None:
+    lo = 3
+    for fd in sorted(keep):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+
+
+def _exec(ctx, w_status) -> None:
+    prog = ctx.argv[0]
+    try:
+        os.execvpe(prog, ctx.argv, ctx.env)
+    except OSError as e:
+        _try_send(w_status, ("exec_error", e.errno, prog))
+        os._exit(EXIT_NOT_FOUND if e.errno == 2 else EXIT_NOT_EXECUTABLE)
+
+
+def _init(ctx, w_status, w_final) -> None:
+    """pid 1 of the sandbox's pid namespace: fork the workload, forward signals to it, reap
+    every orphan, and exit with the workload's status (its raw status goes up the final pipe).
+    Never returns."""
+    pid = os.fork()
+    if pid == 0:
+        os.close(w_final)
+        _exec(ctx, w_status)
+    os.close(w_status)
+    skip_tty = _foreground_tty()
+
+    def forward(sig, frame):
+        if not (sig in TTY_SIGNALS and skip_tty):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for s in FORWARDED:
+        _signal.signal(s, forward)
+    status = 0
+    while True:
+        try:
+            wpid, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if wpid == pid:
+            status = st
+            break
+    try:
+        os.write(w_final, marshal.dumps(status))
+    except OSError:
+        pass
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)

@@ -1,0 +1,119 @@
+"""Entry point of the ``secrun`` command.
+
+The launch path (``secrun [OPTIONS] [--] PROGRAM [ARGS...]``) is parsed here by hand and, when
+the plan cache is valid, runs without importing click, pluggy or tomllib: every sandboxed
+command pays secrun's start-up.  Everything else (subcommands, ``--help``) goes to the click
+CLI in :mod:`secrun.cli`.
+
+A word is a subcommand only as the very first argument; after any launch option or ``--``,
+words are the workload's.  So ``secrun -- audit`` or ``secrun ./audit`` runs a program named
+``audit``, and ``secrun --profile strict ./app --profile x`` passes ``--profile x`` to ``./app``.
+"""
+
+import sys
+
+from .errors import SecrunError
+
+SUBCOMMANDS = ("profiles", "plugins", "audit", "seccomp", "cgroups", "docs", "help")
+HELP = ("-h", "--help", "--version")
+
+
+class LaunchOptions:
+    __slots__ = ("profiles", "sets", "plugins", "verbose", "dry_run", "no_cache", "command")
+
+    def __init__(self):
+        self.profiles: list = []
+        self.sets: list = []
+        self.plugins: list = []
+        self.verbose = 0
+        self.dry_run = False
+        self.no_cache = False
+        self.command: list = []
+
+
+# option -> (attribute, takes a value)
+_OPTIONS = {
+    "--profile": ("profiles", True), "-p": ("profiles", True),
+    "--set": ("sets", True), "-s": ("sets", True),
+    "--plugin": ("plugins", True),
+    "--verbose": ("verbose", False), "-v": ("verbose", False),
+    "--dry-run": ("dry_run", False), "-n": ("dry_run", False),
+    "--no-cache": ("no_cache", False),
+}
+
+
+def parse_launch(argv: list) -> LaunchOptions:
+    """Parse launch options up to the program; the rest is the workload's argv, untouched."""
+    opts = LaunchOptions()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.partition("=")
+        if name.startswith("-v") and name.strip("v") == "-" and not eq:
+            opts.verbose += len(name) - 1
+            i += 1
+            continue
+        spec = _OPTIONS.get(name)
+        if spec is None:
+            raise SecrunError(f"unknown option {arg!r} (put -- before a program whose name "
+                              f"starts with '-'; see secrun --help)")
+        attr, takes = spec
+        if takes:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise SecrunError(f"option {name} needs a value")
+                i += 1
+                value = argv[i]
+            getattr(opts, attr).append(value)
+        elif eq:
+            raise SecrunError(f"option {name} takes no value")
+        elif attr == "verbose":
+            opts.verbose += 1
+        else:
+            setattr(opts, attr, True)
+        i += 1
+    opts.command = argv[i:]
+    return opts
+
+
+def launch(argv: list) -> int:
+    from . import plan as _plan
+
+    opts = parse_launch(argv)
+    if not opts.command:
+        raise SecrunError("no program given (usage: secrun [--profile NAME] [--] PROGRAM "
+                          "[ARGS...]; see secrun --help)")
+    profiles = opts.profiles or ["default"]
+    plan = _plan.get(profiles, opts.sets, opts.plugins, use_cache=not opts.no_cache)
+    if opts.dry_run:
+        from .report import print_plan
+
+        print_plan(plan, opts.command)
+        return 0
+    from .launch import run
+
+    return run(plan, opts.command, opts.verbose)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if not argv or argv[0] in SUBCOMMANDS or argv[0] in HELP:
+            from .cli import run_cli
+
+            return run_cli(argv)
+        return launch(argv)
+    except SecrunError as e:
+        sys.stderr.write(f"secrun: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

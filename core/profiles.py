@@ -1,0 +1,289 @@
+"""Named TOML profiles: finding them, checking they are safe to read, composing and validating.
+
+A profile is a TOML file with optional top-level keys ``description``, ``extends`` (profile
+names or paths, merged left to right before this file), ``plugins`` (third-party plugins this
+profile needs) and one table per section, owned by a plugin's schema.
+
+Merging (see ``docs/profiles.md``): scalars override; tables merge key by key; a list value
+replaces the inherited list, while ``key = { add = [...], remove = [...] }`` edits it.  Every
+effective value remembers the file and key it came from.
+
+This module runs only at planning time (a cached launch never imports it).
+"""
+
+import os
+import re
+import stat
+import tomllib
+
+from .errors import ProfileError
+from .schema import conforms, type_name
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+TOP_LEVEL = {"description": str, "extends": (str, [str]), "plugins": [str]}
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
+# In an editable install the bundled files are symlinks into the checkout; name the real file.
+SYSTEM = "/etc/secrun/profiles"
+DEFAULT_PROFILE = "default"
+COMMAND_LINE = "command line"
+BUILTIN_DEFAULT = "built-in default"
+
+
+def user_dir() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "secrun", "profiles")
+
+
+def search_path() -> list[tuple[str, str]]:
+    """(label, directory) in lookup order: the first directory holding NAME.toml wins.
+
+    ``SECRUN_PROFILE_PATH`` (colon-separated) replaces the user and system directories; the
+    bundled profiles are always last.
+    """
+    env = os.environ.get("SECRUN_PROFILE_PATH")
+    if env is not None:
+        dirs = [("SECRUN_PROFILE_PATH", d) for d in env.split(":") if d]
+    else:
+        dirs = [("user", user_dir()), ("system", SYSTEM)]
+    return dirs + [("bundled", BUNDLED)]
+
+
+class RawProfile:
+    __slots__ = ("name", "path", "source", "data")
+
+    def __init__(self, name, path, source, data):
+        self.name, self.path, self.source, self.data = name, path, source, data
+
+
+def is_path(ref: str) -> bool:
+    return ref.startswith(("/", "./")) and ref.endswith(".toml")
+
+
+def resolve(ref: str, base_dir: str | None = None, probed: list | None = None) -> tuple[str, str]:
+    """Profile name or path -> (path, source label).  ``probed`` collects every path looked at."""
+    if is_path(ref):
+        path = ref if ref.startswith("/") else os.path.join(base_dir or os.getcwd(), ref)
+        path = os.path.normpath(path)
+        if probed is not None:
+            probed.append(path)
+        if not os.path.isfile(path):
+            raise ProfileError(f"profile file {path}: not found")
+        return path, "path"
+    if not NAME_RE.match(ref):
+        raise ProfileError(
+            f"invalid profile name {ref!r}: names match [a-z0-9][a-z0-9_-]* "
+            f"(give a file as ./NAME.toml or an absolute path)")
+    for label, d in search_path():
+        path = os.path.join(d, ref + ".toml")
+        if probed is not None:
+            probed.append(path)
+        if os.path.isfile(path):
+            return (os.path.realpath(path) if label == "bundled" else path), label
+    where = ", ".join(d for _, d in search_path())
+    raise ProfileError(f"unknown profile {ref!r} (looked in {where})")
+
+
+def check_safe(path: str) -> None:
+    """As root, refuse a profile that anyone but root could have written (as sudo and sshd do):
+    the file and every directory above it must be owned by root and not group/world-writable
+    (a sticky directory such as /tmp is accepted for the path through it)."""
+    if os.geteuid() != 0:
+        return
+    p = os.path.realpath(path)
+    st = os.stat(p)
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise ProfileError(
+            f"profile file {path}: refusing to read it as root: it is "
+            + ("not owned by root" if st.st_uid != 0 else "group- or world-writable")
+            + f" (mode {stat.filemode(st.st_mode)})")
+    d = os.path.dirname(p)
+    while True:
+        st = os.stat(d)
+        if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            raise ProfileError(
+                f"profile file {path}: refusing to read it as root: directory {d} is "
+                + ("not owned by root" if st.st_uid != 0 else "group- or world-writable")
+                + f" (mode {stat.filemode(st.st_mode)})")
+        if d == "/":
+            break
+        d = os.path.dirname(d)
+
+
+def read(path: str, name: str, source: str) -> RawProfile:
+    check_safe(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"profile {path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise ProfileError(f"profile {path}: {e.strerror}") from None
+    for key, value in data.items():
+        if isinstance(value, dict):
+            continue
+        if key not in TOP_LEVEL:
+            raise ProfileError(f"profile {path}: unknown top-level key {key!r} "
+                               f"(allowed: {', '.join(TOP_LEVEL)}, and [section] tables)")
+        if not conforms(value, TOP_LEVEL[key]):
+            raise ProfileError(f"profile {path}: {key}: expected {type_name(TOP_LEVEL[key])}, "
+                               f"got {_tname(value)}")
+    return RawProfile(name, path, source, data)
+
+
+def load_chain(refs: list[str], probed: list | None = None) -> list[RawProfile]:
+    """Resolve profiles and their ``extends``, depth first, into merge order.
+
+    Each file is merged once, at its first position; a cycle is an error naming the chain."""
+    order: list[RawProfile] = []
+    seen: set[str] = set()
+
+    def visit(ref: str, base_dir: str | None, chain: list[str]):
+        path, source = resolve(ref, base_dir, probed)
+        if path in chain:
+            names = " -> ".join(chain[chain.index(path):] + [path])
+            raise ProfileError(f"profile extends cycle: {names}")
+        if path in seen:
+            return
+        prof = read(path, ref, source)
+        ext = prof.data.get("extends", [])
+        for parent in [ext] if isinstance(ext, str) else ext:
+            visit(parent, os.path.dirname(path), chain + [path])
+        seen.add(path)
+        order.append(prof)
+
+    for ref in refs:
+        visit(ref, None, [])
+    return order
+
+
+def third_party_plugins(chain: list[RawProfile]) -> list[str]:
+    names: list[str] = []
+    for prof in chain:
+        for n in prof.data.get("plugins", []):
+            if n not in names:
+                names.append(n)
+    return names
+
+
+def _tname(v) -> str:
+    for t, n in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+                 (list, "list"), (dict, "table")):
+        if isinstance(v, t):
+            return n
+    return type(v).__name__
+
+
+def _apply(config, origins, schema, section, key, value, origin, where, op="="):
+    """Apply one profile value to the effective config, validating it against the schema."""
+    sec = schema.get(section)
+    if sec is None:
+        raise ProfileError(f"{where}: unknown section [{section}] "
+                           f"(known: {', '.join(sorted(schema)) or 'none'})")
+    field = sec.fields.get(key)
+    if field is None:
+        raise ProfileError(f"{where}: unknown key [{section}].{key} "
+                           f"(known: {', '.join(sorted(sec.fields))})")
+    cfg = config.setdefault(section, sec.defaults())
+    org = origins.setdefault(section, {k: BUILTIN_DEFAULT for k in sec.fields})
+    label = f"{where}: [{section}].{key}"
+    if field.is_list and isinstance(value, dict):
+        extra = set(value) - {"add", "remove"}
+        if extra:
+            raise ProfileError(f"{label}: a list edit takes only 'add' and 'remove', "
+                               f"not {', '.join(sorted(extra))}")
+        add, remove = value.get("add", []), value.get("remove", [])
+        for part, items in (("add", add), ("remove", remove)):
+            if not conforms(items, field.type):
+                raise ProfileError(f"{label}.{part}: expected {type_name(field.type)}, "
+                                   f"got {_tname(items)}")
+        new = [x for x in cfg[key] if x not in remove] + [
+            x for x in add if x not in cfg[key] and x not in remove]
+        org[key] = origin if org[key] == BUILTIN_DEFAULT else f"{org[key]} + {origin}"
+        _check(field, new, label)
+        cfg[key] = new
+        return
+    if op in ("+=", "-=") and field.is_list:
+        _apply(config, origins, schema, section, key,
+               {"add" if op == "+=" else "remove": value if isinstance(value, list) else [value]},
+               origin, where)
+        return
+    if not conforms(value, field.type):
+        raise ProfileError(f"{label}: expected {type_name(field.type)}, got {_tname(value)}")
+    if field.is_table and isinstance(cfg.get(key), dict):
+        value = {**cfg[key], **value}
+        org[key] = origin if org[key] == BUILTIN_DEFAULT else f"{org[key]} + {origin}"
+    else:
+        org[key] = origin
+    if isinstance(value, float) and field.type is float:
+        pass
+    _check(field, value, label)
+    cfg[key] = value
+
+
+def _check(field, value, label):
+    if field.choices is not None:
+        vals = value if isinstance(value, list) else [value]
+        bad = [v for v in vals if v not in field.choices]
+        if bad:
+            raise ProfileError(f"{label}: {bad[0]!r} is not one of "
+                               f"{', '.join(map(str, field.choices))}")
+    if field.check is not None:
+        try:
+            field.check(value)
+        except ValueError as e:
+            raise ProfileError(f"{label}: {e}") from None
+
+
+def merge(chain: list[RawProfile], schema: dict, sets: list[str] = ()) -> tuple[dict, dict]:
+    """Merge a profile chain (and ``--set`` overrides) into (config, origins)."""
+    config: dict = {}
+    origins: dict = {}
+    for prof in chain:
+        for section, table in prof.data.items():
+            if not isinstance(table, dict):
+                continue
+            if section not in schema:
+                _apply(config, origins, schema, section, "", None, prof.path, f"profile {prof.path}")
+            if not table:
+                cfg = config.setdefault(section, schema[section].defaults())
+                origins.setdefault(section, {k: BUILTIN_DEFAULT for k in cfg})
+            for key, value in table.items():
+                _apply(config, origins, schema, section, key, value,
+                       f"{prof.path}", f"profile {prof.path}")
+    for item in sets:
+        section, key, op, value = parse_set(item)
+        _apply(config, origins, schema, section, key, value, COMMAND_LINE,
+               f"--set {item}", op)
+    return config, origins
+
+
+def parse_set(item: str):
+    """'section.key=value' (or +=, -= for lists) -> (section, key, op, value).
+
+    The value is read as a TOML value when it is one (true, 12, [..], "..") and as a plain
+    string otherwise, so ``--set cgroups.memory_max=512M`` needs no quoting."""
+    m = re.match(r"([a-z0-9_-]+)\.([a-z0-9_-]+)\s*(\+=|-=|=)(.*)\Z", item, re.S)
+    if not m:
+        raise ProfileError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+    section, key, op, raw = m.groups()
+    try:
+        value = tomllib.loads("v = " + raw)["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, op, value
+
+
+def available() -> list[tuple[str, str, str, bool]]:
+    """Every profile name found on the search path: (name, path, source, shadowed)."""
+    out = []
+    seen = set()
+    for label, d in search_path():
+        try:
+            names = sorted(n[:-5] for n in os.listdir(d) if n.endswith(".toml"))
+        except OSError:
+            continue
+        for n in names:
+            if NAME_RE.match(n):
+                out.append((n, os.path.join(d, n + ".toml"), label, n in seen))
+                seen.add(n)
+    return out

@@ -1,0 +1,90 @@
+"""Typed profile sections.  A plugin declares each section it owns as a :class:`Section` of
+:class:`Field` objects (type, default, one-line meaning); the profile loader validates and merges
+against them and ``docs/profiles.md`` is generated from them.
+
+Types are written as Python values: ``bool``, ``int``, ``float``, ``str``, ``[str]`` (a list of
+strings), ``{str: int}`` (a table), ``(str, int)`` (either), ``object`` (anything TOML can say).
+"""
+
+# Every section gets this field from the core: whether failing to apply the section's controls
+# stops the launch (the default: fail closed) or is reported and tolerated (best-effort).
+REQUIRED_HELP = ("true: if a control of this section cannot be applied the workload never runs "
+                 "(exit 125); false: best-effort, reported on stderr and in the audit")
+
+
+class Field:
+    __slots__ = ("name", "type", "default", "help", "choices", "check")
+
+    def __init__(self, name, type, default, help, choices=None, check=None):
+        self.name = name
+        self.type = type
+        self.default = default
+        self.help = help
+        self.choices = choices
+        # check(value) -> None or raises ValueError with a message
+        self.check = check
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.type, list)
+
+    @property
+    def is_table(self) -> bool:
+        return isinstance(self.type, dict)
+
+
+class Section:
+    __slots__ = ("name", "help", "fields")
+
+    def __init__(self, name, help, fields):
+        self.name = name
+        self.help = help
+        self.fields = {f.name: f for f in fields}
+        if "required" not in self.fields:
+            self.fields["required"] = Field("required", bool, True, REQUIRED_HELP)
+
+    def defaults(self) -> dict:
+        return {k: _copy(f.default) for k, f in self.fields.items()}
+
+
+def _copy(value):
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", object: "any value"}
+
+
+def type_name(spec) -> str:
+    if isinstance(spec, list):
+        return "list of " + type_name(spec[0]) + "s" if spec else "list"
+    if isinstance(spec, dict):
+        (k, v), = spec.items()
+        return "table of " + type_name(v) + "s"
+    if isinstance(spec, tuple):
+        return " or ".join(type_name(s) for s in spec)
+    return _NAMES.get(spec, getattr(spec, "__name__", str(spec)))
+
+
+def conforms(value, spec) -> bool:
+    """Whether a TOML value has the declared type."""
+    if spec is object:
+        return True
+    if isinstance(spec, tuple):
+        return any(conforms(value, s) for s in spec)
+    if isinstance(spec, list):
+        return isinstance(value, list) and all(conforms(v, spec[0]) for v in value)
+    if isinstance(spec, dict):
+        (_, vspec), = spec.items()
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and conforms(v, vspec) for k, v in value.items())
+    if spec is bool:
+        return isinstance(value, bool)
+    if spec is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, spec)

@@ -1,0 +1,1 @@
+"""The `apparmor` plugin (being built: see its issue)."""

@@ -1,0 +1,1 @@
+"""The `capabilities` plugin (being built: see its issue)."""

@@ -1,0 +1,1 @@
+"""The `cgroups` plugin (being built: see its issue)."""

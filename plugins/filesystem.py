@@ -1,0 +1,1 @@
+"""The `filesystem` plugin (being built: see its issue)."""

@@ -1,0 +1,1 @@
+"""The `namespaces` plugin (being built: see its issue)."""

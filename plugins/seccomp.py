@@ -1,0 +1,1 @@
+"""The `seccomp` plugin (being built: see its issue)."""

@@ -1,0 +1,1 @@
+"""The `selinux` plugin (being built: see its issue)."""

@@ -1,0 +1,65 @@
+"""Helpers shared by the test modules (``tests/`` is on pytest's pythonpath): launch the real
+``secrun`` (the venv's console script) and check for tools.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+SECRUN = os.path.join(BIN, "secrun")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IN_CI = bool(os.environ.get("CI"))
+
+
+def lsms() -> list[str]:
+    try:
+        with open("/sys/kernel/security/lsm") as f:
+            return f.read().strip().split(",")
+    except OSError:
+        return []
+
+
+class Result:
+    def __init__(self, cp: subprocess.CompletedProcess):
+        self.rc = cp.returncode
+        self.out = cp.stdout
+        self.err = cp.stderr
+        self.args = cp.args
+
+    def __repr__(self):
+        return f"<secrun rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}>"
+
+
+def run_secrun(*args, input=None, env=None, timeout=120, cwd=None, user=None) -> Result:
+    """Run ``secrun ARGS...``; ``user`` (e.g. "nobody") runs it through ``setpriv`` as that
+    user with no capabilities, as an ordinary user would."""
+    cmd = [SECRUN, *map(str, args)]
+    if user is not None:
+        import pwd
+
+        pw = pwd.getpwnam(user)
+        cmd = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups",
+               "--inh-caps=-all", "--bounding-set=-all", "--", *cmd]
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    cp = subprocess.run(cmd, input=input, capture_output=True, text=True, env=full_env,
+                        timeout=timeout, cwd=cwd)
+    return Result(cp)
+
+
+def need(*tools):
+    """Skip unless every tool is on PATH.  The README's setup installs them all, so under CI a
+    missing tool is a failure, not a skip."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing and IN_CI:
+        return pytest.mark.usefixtures()  # run, and fail loudly where the tool is used
+    return pytest.mark.skipif(bool(missing), reason=f"missing {', '.join(missing)}")
+
+
+is_root = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not is_root, reason="needs root")
