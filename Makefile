@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup apt venv run test test-host test-guest bench docs check lint clean
+.PHONY: setup apt venv relink run test test-host test-guest bench docs check lint clean
 
 setup: apt venv
 
@@ -57,6 +57,12 @@ lint: setup
 
 bench: setup
 	$(PY) bench/bench.py
+
+# Refresh the editable install's link tree after adding a file under core/, plugins/ or
+# profiles/ (serialised: several developers may run it at once).
+relink:
+	flock /tmp/secrun-venv.lock $(PY) -m pip install -q --disable-pip-version-check \
+	  --no-build-isolation --no-deps --config-settings editable_mode=strict -e .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

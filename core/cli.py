@@ -136,6 +136,13 @@ def plugins_cmd(as_json):
             click.echo(f"    hooks:    {', '.join(r['hooks'])}")
 
 
+# --- audit ---------------------------------------------------------------------------------
+
+from .audit import audit  # noqa: E402
+
+cli.add_command(audit)
+
+
 # --- docs ------------------------------------------------------------------------------------
 
 @cli.command("docs", hidden=True)

@@ -78,7 +78,23 @@ def secrun_audit(ctx):
     ``control`` (short name), ``value`` (what will be applied, as text), ``status`` (one of
     ``enforced``, ``best-effort``, ``not-available``, ``not-configured``), ``weight`` (0.0–1.0,
     how much exposure remains because of this control; see ``docs/audit.md``), and optionally
-    ``section``/``key`` (where in the profile it comes from) and ``detail``.
+    ``section``/``key`` (where in the profile it comes from), ``detail``, and ``expect``.
+
+    ``expect`` is what ``secrun audit --live`` must observe from inside the running sandbox for
+    the row to count as in effect: a dict of *fact* -> expected value (strings).  Facts:
+
+    - ``status.CapInh|CapPrm|CapEff|CapBnd|CapAmb``: hex masks as in ``/proc/self/status``
+      (16 hex digits, e.g. ``"0000000000000000"``); ``status.NoNewPrivs``: ``"0"``/``"1"``;
+      ``status.Seccomp``: ``"0"``/``"1"``/``"2"``;
+    - ``ns.<user|pid|mnt|net|uts|ipc|cgroup|time>``: ``"new"`` (differs from secrun's own) or
+      ``"host"``;
+    - ``id.uid``, ``id.gid``: numbers as text (as seen inside); ``id.groups``: space-separated;
+    - ``lsm.apparmor``: the label from ``/proc/self/attr/apparmor/current``;
+      ``lsm.selinux``: the context from ``/proc/self/attr/current``;
+    - ``cgroup.<file>``: the content of that file in the workload's cgroup, e.g.
+      ``cgroup.memory.max`` or (v1) ``cgroup.memory.limit_in_bytes``;
+    - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, probed harmlessly;
+    - ``fs.root_writable``: ``"yes"``/``"no"``; ``net.interfaces``: space-separated names.
     """
 
 
