@@ -20,7 +20,7 @@ from .errors import PluginError
 from .stages import STAGE_NAMES, hook_name
 
 GROUP = "secrun.plugins"
-BUILTINS = ("process", "namespaces", "filesystem", "capabilities", "seccomp", "cgroups",
+BUILTINS = ("process", "namespaces", "filesystem", "identity", "capabilities", "seccomp", "cgroups",
             "apparmor", "selinux")
 
 

@@ -1,0 +1,1 @@
+"""The `identity` plugin (being built: see its issue)."""
