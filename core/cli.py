@@ -110,7 +110,7 @@ def plugins_cmd(as_json):
     from .registry import Plugins
     from .stages import STAGE_NAMES, hook_name
 
-    pl = Plugins(all_installed=True)
+    pl = Plugins(all_installed=True, keep_going=True)
     stage_hooks = {hook_name(s): s for s in STAGE_NAMES}
     rows = []
     for name, info in pl.info.items():
@@ -119,13 +119,15 @@ def plugins_cmd(as_json):
             "name": name, "distribution": info.dist, "version": info.version,
             "builtin": info.builtin, "module": info.module.__name__, "file": info.file,
             "sections": info.sections,
-            "stages": [stage_hooks[h] for h in hooks if h in stage_hooks],
+            "stages": [s for s in STAGE_NAMES if hook_name(s) in hooks],
             "hooks": [h for h in hooks if h not in stage_hooks],
         })
     if as_json:
         import json
 
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"plugins": rows, "errors": pl.errors}, indent=2))
+        if pl.errors:
+            raise SecrunError("; ".join(pl.errors.values()))
         return
     for r in rows:
         kind = "built-in" if r["builtin"] else "third-party"
@@ -134,6 +136,10 @@ def plugins_cmd(as_json):
         click.echo(f"    stages:   {', '.join(r['stages']) or '-'}")
         if r["hooks"]:
             click.echo(f"    hooks:    {', '.join(r['hooks'])}")
+    for name, err in pl.errors.items():
+        click.echo(f"{name}  BROKEN: {err}")
+    if pl.errors:
+        raise SecrunError("; ".join(pl.errors.values()))
 
 
 # --- audit ---------------------------------------------------------------------------------

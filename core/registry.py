@@ -46,10 +46,13 @@ def _entry_points():
 class Plugins:
     """The registered plugins, their sections and hooks."""
 
-    def __init__(self, third_party=(), all_installed=False):
+    def __init__(self, third_party=(), all_installed=False, keep_going=False):
         self.pm = pluggy.PluginManager("secrun")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
+        # With keep_going (for `secrun plugins`), a broken plugin is recorded here instead of
+        # stopping everything: {name: error text}.
+        self.errors: dict[str, str] = {}
         for name in BUILTINS:
             module = importlib.import_module(f"secrun.plugins.{name}")
             self._register(PluginInfo(name, module, "secrun", __version__, True))
@@ -69,14 +72,19 @@ class Plugins:
             dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
             ver = getattr(ep.dist, "version", "?") if ep.dist else "?"
             try:
-                module = ep.load()
-            except Exception as e:  # noqa: BLE001 - any import failure is the plugin's
-                raise PluginError(f"plugin {name!r} (distribution {dist} {ver}) failed to "
-                                  f"import: {type(e).__name__}: {e}") from None
-            if not hasattr(module, "__file__") or not hasattr(module, "__name__"):
-                raise PluginError(f"plugin {name!r} (distribution {dist} {ver}): entry point "
-                                  f"{ep.value!r} must name a module")
-            self._register(PluginInfo(name, module, dist, ver, False))
+                try:
+                    module = ep.load()
+                except Exception as e:  # noqa: BLE001 - any import failure is the plugin's
+                    raise PluginError(f"plugin {name!r} (distribution {dist} {ver}) failed to "
+                                      f"import: {type(e).__name__}: {e}") from None
+                if not hasattr(module, "__file__") or not hasattr(module, "__name__"):
+                    raise PluginError(f"plugin {name!r} (distribution {dist} {ver}): entry "
+                                      f"point {ep.value!r} must name a module")
+                self._register(PluginInfo(name, module, dist, ver, False))
+            except PluginError as e:
+                if not keep_going:
+                    raise
+                self.errors[name] = str(e)
         self.sections: dict = {}
         self.owner: dict[str, str] = {}
         for name, info in self.info.items():
@@ -85,9 +93,13 @@ class Plugins:
                 continue
             for sec in impl() or ():
                 if sec.name in self.owner:
-                    raise PluginError(
-                        f"plugins {self.owner[sec.name]!r} and {name!r} both claim the "
-                        f"profile section [{sec.name}]")
+                    err = (f"plugins {self.owner[sec.name]!r} and {name!r} "
+                           f"({info.dist} {info.version}) both claim the profile section "
+                           f"[{sec.name}]")
+                    if not keep_going:
+                        raise PluginError(err)
+                    self.errors[name] = err
+                    continue
                 self.owner[sec.name] = name
                 self.sections[sec.name] = sec
                 info.sections.append(sec.name)
