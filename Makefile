@@ -8,7 +8,7 @@ PY     := $(BIN)/python
 APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup apt venv relink run test test-host test-guest bench docs check lint clean
+.PHONY: setup apt venv relink bytecode run test test-host test-guest bench docs check lint clean
 
 setup: apt venv
 
@@ -33,7 +33,13 @@ $(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/plugin-di
 	  --config-settings editable_mode=strict -e '.[test]'
 	@if [ -d tests/plugin-dist ]; then $(PY) -m pip install -q --disable-pip-version-check \
 	  --no-build-isolation tests/plugin-dist; fi
+	@$(MAKE) -s bytecode
 	@touch $@
+
+# Byte-compile the link tree: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise
+# recompile secrun on every launch (a 1.5x slower start-up).
+bytecode:
+	@$(PY) -m compileall -q build/__editable__.* >/dev/null
 
 run: setup
 	$(BIN)/secrun --profile strict ./examples/hello.sh
@@ -63,6 +69,7 @@ bench: setup
 relink:
 	flock /tmp/secrun-venv.lock $(PY) -m pip install -q --disable-pip-version-check \
 	  --no-build-isolation --no-deps --config-settings editable_mode=strict -e .
+	@$(MAKE) -s bytecode
 
 clean:
 	rm -rf $(VENV) build *.egg-info
