@@ -234,7 +234,7 @@ def _check(field, value, label):
             raise ProfileError(f"{label}: {e}") from None
 
 
-def merge(chain: list[RawProfile], schema: dict, sets: list[str] = ()) -> tuple[dict, dict]:
+def merge(chain: list[RawProfile], schema: dict, sets=()) -> tuple[dict, dict]:
     """Merge a profile chain (and ``--set`` overrides) into (config, origins)."""
     config: dict = {}
     origins: dict = {}
@@ -243,7 +243,8 @@ def merge(chain: list[RawProfile], schema: dict, sets: list[str] = ()) -> tuple[
             if not isinstance(table, dict):
                 continue
             if section not in schema:
-                _apply(config, origins, schema, section, "", None, prof.path, f"profile {prof.path}")
+                _apply(config, origins, schema, section, "", None, prof.path,
+                       f"profile {prof.path}")
             if not table:
                 cfg = config.setdefault(section, schema[section].defaults())
                 origins.setdefault(section, {k: BUILTIN_DEFAULT for k in cfg})

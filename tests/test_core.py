@@ -7,10 +7,10 @@ import subprocess
 import time
 
 import pytest
-from support import REPO, SECRUN, is_root, needs_root, run_secrun
 
 from secrun import hookspecs
 from secrun.stages import CHILD_STAGES, PARENT_STAGES, STAGE_NAMES, STAGES, hook_name
+from support import REPO, SECRUN, is_root, needs_root
 
 PY = os.path.join(os.path.dirname(SECRUN), "python")
 
@@ -407,9 +407,9 @@ def test_secrun_compile_and_profile_sections_hooks_are_called(secrun, write_prof
 
 
 def test_secrun_register_commands_adds_subcommands():
-    from secrun.registry import Plugins
-
     import click
+
+    from secrun.registry import Plugins
 
     group = click.Group("x")
     Plugins().pm.hook.secrun_register_commands(cli=group)  # built-ins may add commands
