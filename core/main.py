@@ -14,7 +14,7 @@ import sys
 
 from .errors import SecrunError
 
-SUBCOMMANDS = ("profiles", "plugins", "audit", "seccomp", "cgroups", "docs", "help")
+SUBCOMMANDS = ("profiles", "plugins", "audit", "seccomp", "cgroups", "docs")
 HELP = ("-h", "--help", "--version")
 
 
