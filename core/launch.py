@@ -163,10 +163,22 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None) -> int:
         _cleanup(ctx, dispatch)
 
 
+def _preload(dispatch) -> None:
+    """Import every plugin module of the plan before fork.  After the ``mounts`` stage the
+    child may no longer see the Python installation (a hidden /root, a pivot_root), so nothing
+    may be imported lazily in child stages: plugins import what their child stages need at
+    module level, and the core imports the modules here, once, in the supervisor."""
+    for rows in dispatch.values():
+        for modname, _fname, _plugin, _required in rows:
+            if modname not in sys.modules:
+                __import__(modname)
+
+
 def _launch(ctx, dispatch, sup) -> int:
     r_status, w_status = os.pipe2(os.O_CLOEXEC)
     r_go, w_go = os.pipe2(os.O_CLOEXEC)
     r_final, w_final = os.pipe2(os.O_CLOEXEC)
+    _preload(dispatch)
     if "namespaces" in dispatch:
         _set_subreaper()
     sys.stdout.flush()
@@ -264,13 +276,23 @@ def _read_all(fd) -> bytes:
         data += chunk
 
 
+_REAPED: dict = {}
+
+
 def _reap(pid) -> int:
+    """Wait for ``pid``; any other child on the way is an orphan the supervisor adopted as a
+    subreaper (set for the pid-namespace hand-over) and is reaped too, so none stays a zombie.
+    Its status is kept, in case it is one we wait for later (pid 1, adopted early)."""
+    if pid in _REAPED:
+        return _REAPED.pop(pid)
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
-            return status
+            wpid, status = os.waitpid(-1, 0)
         except ChildProcessError:
             return 0
+        if wpid == pid:
+            return status
+        _REAPED[wpid] = status
 
 
 def _kill_and_reap(pid) -> None:
@@ -347,6 +369,11 @@ def _child(ctx, dispatch, fds) -> None:
                     _send(w_status, ("pid", pid))
                     os._exit(0)
                 init = True
+                # pid 1 of a new pid namespace: the kernel drops a signal for which pid 1 has
+                # no handler, so until the workload runs a forwarded signal aborts the setup
+                # (as it kills the child when there is no pid namespace).
+                for s in FORWARDED:
+                    _signal.signal(s, _abort_setup)
         if init:
             _init(ctx, w_status, w_final)
         _exec(ctx, w_status)
@@ -375,20 +402,43 @@ def _close_fds(keep) -> None:
 
 
 def _exec(ctx, w_status) -> None:
+    """execve the workload, searching the sandbox's PATH like execvp.  (Not os.execvpe: it
+    imports ``warnings`` lazily, which may be unreachable inside the sandbox's filesystem.)"""
     prog = ctx.argv[0]
-    try:
-        os.execvpe(prog, ctx.argv, ctx.env)
-    except OSError as e:
-        _try_send(w_status, ("exec_error", e.errno, prog))
-        os._exit(EXIT_NOT_FOUND if e.errno == 2 else EXIT_NOT_EXECUTABLE)
+    err = 2  # ENOENT
+    if "/" in prog:
+        candidates = [prog]
+    else:
+        path = ctx.env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+        candidates = [os.path.join(d or ".", prog) for d in path.split(":")]
+    for candidate in candidates:
+        try:
+            os.execve(candidate, ctx.argv, ctx.env)
+        except OSError as e:
+            # like execvp: remember a "found but cannot run" error over "not found here"
+            if e.errno not in (2, 20) or err in (2, 20):
+                err = e.errno if e.errno not in (2, 20) else err
+    _try_send(w_status, ("exec_error", err, prog))
+    os._exit(EXIT_NOT_FOUND if err in (2, 20) else EXIT_NOT_EXECUTABLE)
+
+
+def _abort_setup(sig, frame):
+    os._exit(128 + sig)
 
 
 def _init(ctx, w_status, w_final) -> None:
     """pid 1 of the sandbox's pid namespace: fork the workload, forward signals to it, reap
     every orphan, and exit with the workload's status (its raw status goes up the final pipe).
     Never returns."""
+    # Signals that arrive around the fork stay pending (blocked) instead of hitting
+    # _abort_setup: the workload gets them with their default action once it unblocks them,
+    # the init forwards them once its handlers are in place.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
+        for s in FORWARDED:
+            _signal.signal(s, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
         os.close(w_final)
         _exec(ctx, w_status)
     os.close(w_status)
@@ -403,6 +453,7 @@ def _init(ctx, w_status, w_final) -> None:
 
     for s in FORWARDED:
         _signal.signal(s, forward)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
     status = 0
     while True:
         try:

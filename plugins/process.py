@@ -5,9 +5,11 @@ Section ``[process]``.  Child stages: ``rlimits`` (limits, umask, cwd, environme
 """
 
 import os
+import resource  # used in the child stage; see "imports" in docs/plugins.md
 
 from secrun import hookimpl
 from secrun.errors import ConfigError
+from secrun.kernel import PR_SET_NO_NEW_PRIVS, prctl
 from secrun.schema import Field, Section
 
 RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
@@ -39,8 +41,6 @@ def secrun_profile_sections():
 
 
 def _limit(text, key):
-    import resource
-
     t = str(text).strip().lower()
     if t in ("unlimited", "infinity"):
         return resource.RLIM_INFINITY
@@ -54,8 +54,6 @@ def _limit(text, key):
 
 @hookimpl
 def secrun_compile(ctx):
-    import resource
-
     cfg = ctx.config["process"]
     limits = []
     for name, value in cfg["rlimits"].items():
@@ -90,8 +88,6 @@ def secrun_rlimits(ctx):
     plan = ctx.plan["process"]
     cfg = ctx.config["process"]
     if plan["rlimits"]:
-        import resource
-
         for res, soft, hard, name in plan["rlimits"]:
             try:
                 resource.setrlimit(res, (soft, hard))
@@ -111,8 +107,6 @@ def secrun_rlimits(ctx):
 @hookimpl
 def secrun_no_new_privs(ctx):
     if ctx.config["process"]["no_new_privs"]:
-        from secrun.kernel import PR_SET_NO_NEW_PRIVS, prctl
-
         prctl(PR_SET_NO_NEW_PRIVS, 1, what="prctl(PR_SET_NO_NEW_PRIVS)")
 
 
