@@ -1,1 +1,201 @@
-"""The `selinux` plugin (being built: see its issue)."""
+"""The ``selinux`` plugin: run the workload in an SELinux domain.
+
+Section ``[selinux]``: ``context = "user:role:type:level"``, or just ``type = "..."`` (the user,
+role and level are taken from secrun's own context at launch).
+
+Where each step runs, and why:
+
+- ``secrun_compile`` (planning, cached) checks only the syntax.  Whether a context is valid is
+  a question for the policy loaded in the running kernel, which an administrator can change at
+  any time (``semodule -i``) without anything secrun could record as a cache dependency; so the
+  policy check is done at every launch, where it costs one write to selinuxfs.
+- ``secrun_prepare`` (supervisor, before fork): checks that SELinux is active
+  (``/sys/kernel/security/lsm``, a mounted selinuxfs), builds the full context for
+  ``type``, validates it with ``security_check_context`` (an invalid context stops the launch
+  here, before anything runs) and opens ``libselinux.so.1`` while the host's filesystem is still
+  visible (libselinux also finds selinuxfs only when loaded after it is mounted).
+- ``secrun_lsm`` (child): ``setexeccon(context)``: the domain transition happens at exec.
+
+The policy must allow the transition: ``process { transition }`` from secrun's domain to the
+target, ``file { entrypoint }`` on the workload's executable, and, when no_new_privs is set
+(the default), ``process2 { nnp_transition }`` (or a bounded target type).  Otherwise exec fails
+with EACCES/EPERM and secrun reports it.
+"""
+
+import os
+import re
+
+from secrun import hookimpl
+from secrun.errors import ConfigError, NotAvailable, SetupError
+from secrun.schema import Field, Section
+
+SECTION = "selinux"
+LSM_LIST = "/sys/kernel/security/lsm"
+SELINUXFS = "/sys/fs/selinux"
+_IDENT = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+
+
+def _check_type(value):
+    if value and not _IDENT.match(value):
+        raise ValueError(f"{value!r} is not an SELinux type name (letters, digits, _ . -)")
+
+
+@hookimpl
+def secrun_profile_sections():
+    return [Section(SECTION, "SELinux domain of the workload (needs an SELinux kernel).", [
+        Field("context", str, "",
+              "full context the workload runs in, \"user:role:type:level\" (setexeccon)"),
+        Field("type", str, "",
+              "only the domain type; user, role and level are secrun's own at launch",
+              check=_check_type),
+    ])]
+
+
+def _split(context):
+    """user, role, type, level ('' without MLS) of a context string, or None."""
+    parts = context.split(":", 3)
+    if len(parts) < 3 or not all(_IDENT.match(p) for p in parts[:3]):
+        return None
+    if len(parts) == 4 and not re.match(r"[A-Za-z0-9_.,:\-]+\Z", parts[3]):
+        return None
+    return parts + [""] * (4 - len(parts))
+
+
+@hookimpl
+def secrun_compile(ctx):
+    cfg = ctx.config[SECTION]
+    context, typ = cfg["context"].strip(), cfg["type"]
+    if context and typ:
+        raise ConfigError(SECTION, "type", "set either context or type, not both")
+    if not context and not typ:
+        raise ConfigError(SECTION, "context", "set context (\"user:role:type:level\") or type")
+    if context and _split(context) is None:
+        raise ConfigError(SECTION, "context", f"{context!r} is not an SELinux context "
+                          "(user:role:type[:level], e.g. \"system_u:system_r:secrun_t:s0\")")
+    ctx.plan[SECTION] = {"context": context, "type": typ}
+
+
+# --- availability ----------------------------------------------------------------------------
+
+def _check_available():
+    try:
+        with open(LSM_LIST) as f:
+            lsms = f.read().strip().split(",")
+    except OSError:
+        lsms = None
+    if lsms is not None and "selinux" not in lsms:
+        raise NotAvailable(LSM_LIST, "SELinux is not enabled in this kernel (active LSMs: "
+                           f"{','.join(lsms)})")
+    if not os.path.isdir(SELINUXFS):
+        # The kernel creates this mount point only when SELinux is active.
+        raise NotAvailable(SELINUXFS, "SELinux is not enabled in this kernel")
+    if not os.path.exists(os.path.join(SELINUXFS, "enforce")):
+        raise NotAvailable(SELINUXFS, "SELinux is enabled but selinuxfs is not mounted here")
+
+
+def _lib():
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libselinux.so.1", use_errno=True)
+    except OSError as e:
+        raise NotAvailable("libselinux.so.1", f"cannot load it ({e}); install the Debian "
+                           "package 'libselinux1'") from None
+    # Not gated on is_selinux_enabled(): it also demands /etc/selinux/config, a distribution's
+    # configuration file that a kernel with a loaded policy does not need.  The kernel's own
+    # facts (the LSM list, a mounted selinuxfs) were checked by _check_available.
+    return lib
+
+
+def _getcon(lib):
+    import ctypes
+
+    con = ctypes.c_char_p()
+    if lib.getcon(ctypes.byref(con)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "getcon")
+    value = (con.value or b"").decode()
+    lib.freecon(con)
+    return value
+
+
+def _full_context(lib, plan):
+    if plan["context"]:
+        return plan["context"]
+    current = _getcon(lib)
+    parts = _split(current)
+    if parts is None:
+        raise SetupError("getcon", f"cannot parse secrun's own context {current!r}")
+    parts[2] = plan["type"]
+    return ":".join(p for p in parts if p)
+
+
+def _enforcing():
+    try:
+        with open(os.path.join(SELINUXFS, "enforce")) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None
+
+
+# --- launching -------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_prepare(ctx):
+    _check_available()
+    lib = _lib()
+    context = _full_context(lib, ctx.plan[SECTION])
+    if lib.security_check_context(context.encode()) != 0:
+        key = "context" if ctx.plan[SECTION]["context"] else "type"
+        raise SetupError("security_check_context",
+                         f"[selinux].{key}: {context!r} is not a valid context in the loaded "
+                         "SELinux policy")
+    if _enforcing() is False:
+        ctx.warn(f"selinux: the kernel is in permissive mode: the workload runs in {context}, "
+                 "but denials are only logged")
+    ctx.state[SECTION] = {"lib": lib, "context": context}
+    ctx.log(f"selinux: workload enters {context} at exec")
+
+
+@hookimpl
+def secrun_lsm(ctx):
+    st = ctx.state.get(SECTION)
+    if st is None:
+        return  # prepare found SELinux unavailable and the section is best-effort (reported)
+    import ctypes
+
+    if st["lib"].setexeccon(st["context"].encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), f"setexeccon({st['context']})")
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_audit(ctx):
+    plan = ctx.plan[SECTION]
+    cfg = ctx.config[SECTION]
+    key = "context" if plan["context"] else "type"
+    row = {"control": "selinux", "section": SECTION, "key": key,
+           "value": plan["context"] or f"type {plan['type']}"}
+    try:
+        _check_available()
+        lib = _lib()
+        context = _full_context(lib, plan)
+    except (NotAvailable, SetupError, OSError) as e:
+        row.update(status="not-available", weight=0.15,
+                   detail=f"{e}: " + ("a launch fails (required = true)" if cfg["required"]
+                                      else "the workload runs without it (required = false)"))
+        return [row]
+    row["value"] = context
+    if lib.security_check_context(context.encode()) != 0:
+        row.update(status="not-available", weight=0.15,
+                   detail="not a valid context in the loaded policy: a launch fails")
+        return [row]
+    row["expect"] = {"lsm.selinux": context}
+    if _enforcing():
+        row.update(status="enforced", weight=0.0)
+    else:
+        row.update(status="best-effort", weight=0.1,
+                   detail="permissive mode: denials are logged, not enforced")
+    return [row]
