@@ -13,6 +13,7 @@ import os
 
 from secrun import hookimpl
 from secrun.errors import ConfigError, SetupError
+from secrun.kernel import PR_SET_KEEPCAPS, prctl  # at module level: see docs/plugins.md
 from secrun.schema import Field, Section
 
 SECTION = "identity"
@@ -163,8 +164,6 @@ def apply(plan: dict, keep_caps: bool, log=lambda text: None) -> None:
         except OSError as e:
             raise _fail(e, f"setresgid({gid})") from None
     if uid is not None and os.getresuid() != (uid, uid, uid):
-        from secrun.kernel import PR_SET_KEEPCAPS, prctl
-
         # Leaving uid 0 empties the permitted set unless PR_SET_KEEPCAPS is on.  When the
         # capabilities stage follows, it keeps the profile's set for the new uid (and makes it
         # ambient), so the permitted set must survive until then; that stage drops the rest.
@@ -176,17 +175,6 @@ def apply(plan: dict, keep_caps: bool, log=lambda text: None) -> None:
             raise _fail(e, f"setresuid({uid})") from None
         if keep_caps:
             prctl(PR_SET_KEEPCAPS, 0, what="prctl(PR_SET_KEEPCAPS, 0)")
-
-
-@hookimpl
-def secrun_prepare(ctx):
-    """In the supervisor, before fork: import what the child needs from here on.  After the
-    uid change (and after the mounts stage) Python may no longer read its own library, e.g. an
-    interpreter under a 0700 home directory.  ``warnings`` is imported by ``os.execvpe``
-    (``os.get_exec_path``) when the core looks the program up in PATH."""
-    import warnings  # noqa: F401
-
-    import secrun.kernel  # noqa: F401
 
 
 @hookimpl
