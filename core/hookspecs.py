@@ -26,6 +26,10 @@ which case the failure is reported on stderr and in the audit, and the launch go
 
 Stage hooks must be plain functions (no wrappers): a cached launch replays, without pluggy, the
 call order pluggy computed at planning time.
+
+Imports: the core imports every active plugin module in the supervisor before fork; after the
+``mounts`` stage the child may no longer see the Python installation.  Import what child stages
+need at module level, never inside a child-stage hook.
 """
 
 import pluggy
@@ -77,15 +81,24 @@ def secrun_audit(ctx):
     Runs in: secrun, after ``secrun_compile``, nothing applied.  Return a list of dicts with keys
     ``control`` (short name), ``value`` (what will be applied, as text), ``status`` (one of
     ``enforced``, ``best-effort``, ``not-available``, ``not-configured``), ``weight`` (0.0–1.0,
-    how much exposure remains because of this control; see ``docs/audit.md``), and optionally
-    ``section``/``key`` (where in the profile it comes from), ``detail``, and ``expect``.
+    the fraction of the control's exposure that remains: 0.0 fully confined, 1.0 not at all;
+    ``not-configured`` and ``not-available`` always count 1.0), and optionally
+    ``section``/``key`` (where in the profile it comes from), ``detail``, ``category`` and
+    ``expect``.
+
+    ``category`` names a row of the control table in ``docs/audit.md`` (e.g. ``seccomp.filter``,
+    ``namespaces.net``, ``filesystem.root``); the table gives each category its importance in the
+    exposure score.  Without it, the audit matches the row by its section, key and control name;
+    a row that matches no category is listed and checked live but does not change the score.
 
     ``expect`` is what ``secrun audit --live`` must observe from inside the running sandbox for
-    the row to count as in effect: a dict of *fact* -> expected value (strings).  Facts:
+    the row to count as in effect: a dict of *fact* -> expected value (strings).  A row whose
+    status is ``enforced`` and whose expected fact does not hold fails the live audit (exit 2);
+    an unknown fact name fails it too.  Facts:
 
     - ``status.CapInh|CapPrm|CapEff|CapBnd|CapAmb``: hex masks as in ``/proc/self/status``
       (16 hex digits, e.g. ``"0000000000000000"``); ``status.NoNewPrivs``: ``"0"``/``"1"``;
-      ``status.Seccomp``: ``"0"``/``"1"``/``"2"``;
+      ``status.Seccomp``: ``"0"``/``"1"``/``"2"``; ``status.Seccomp_filters``: a number;
     - ``ns.<user|pid|mnt|net|uts|ipc|cgroup|time>``: ``"new"`` (differs from secrun's own) or
       ``"host"``;
     - ``id.uid``, ``id.gid``: numbers as text (as seen inside); ``id.groups``: space-separated;
@@ -93,8 +106,15 @@ def secrun_audit(ctx):
       ``lsm.selinux``: the context from ``/proc/self/attr/current``;
     - ``cgroup.<file>``: the content of that file in the workload's cgroup, e.g.
       ``cgroup.memory.max`` or (v1) ``cgroup.memory.limit_in_bytes``;
-    - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, probed harmlessly;
-    - ``fs.root_writable``: ``"yes"``/``"no"``; ``net.interfaces``: space-separated names.
+    - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, probed harmlessly (``"blocked"``: refused
+      with EPERM/EACCES/ENOSYS or killed before the kernel looked at the arguments); the probed
+      names are listed in ``docs/audit.md``;
+    - ``fs.root_writable``: ``"yes"``/``"no"``; ``fs.home``: ``"hidden"``/``"ro"``/``"rw"``;
+      ``fs.tmp``: ``"private"``/``"host"``; ``fs.dev``: ``"minimal"``/``"host"``;
+      ``fs.proc_sys``: ``"ro"``/``"rw"`` (the mounts at those paths, from ``mountinfo``);
+    - ``net.interfaces``: space-separated names;
+    - ``rlimit.<name>``: ``"SOFT:HARD"`` as numbers or ``unlimited`` (e.g. ``rlimit.core``);
+    - ``landlock.abi``: the ABI version the kernel offers (``"0"``: none).
     """
 
 
