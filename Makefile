@@ -26,13 +26,13 @@ apt:
 # The virtualenv with secrun installed editable (strict mode: a link tree the type checker
 # and the import system both resolve), plus the test plugin distribution.
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/plugin-dist/pyproject.toml)
+$(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
 	  --config-settings editable_mode=strict -e '.[test]'
-	@if [ -d tests/plugin-dist ]; then $(PY) -m pip install -q --disable-pip-version-check \
-	  --no-build-isolation tests/plugin-dist; fi
+	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
+	  tests/plugin-dist tests/audit-plugin-dist
 	@$(MAKE) -s bytecode
 	@touch $@
 

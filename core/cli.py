@@ -180,7 +180,7 @@ def run_cli(argv) -> int:
     elif not argv or argv[0] in ("-h", "--help"):
         _register_plugin_commands()
     try:
-        cli.main(args=argv, prog_name="secrun", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="secrun", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -188,7 +188,8 @@ def run_cli(argv) -> int:
         return 125
     except click.exceptions.Abort:
         return 130
-    return 0
+    # a command's return value is its exit status (click returns ctx.exit(n)'s n here too)
+    return rv if isinstance(rv, int) else 0
 
 
 def main():  # pragma: no cover - for python -m secrun.cli

@@ -1,0 +1,268 @@
+"""The live-audit probe: facts about one process, read from ``/proc`` (and, inside, by probing).
+
+This file is self-contained on purpose (standard library only, no ``secrun`` import): ``secrun
+audit --live`` passes its *source* to ``python -I -S -c`` as the sandbox's workload, so it runs
+under any profile whose filesystem view contains a Python interpreter, whatever the uid, the
+environment or the visible files.  The same functions read another process's facts from outside
+(``secrun audit --pid``), so the live and the ``--pid`` views are computed by the same code.
+
+As a workload: ``python -I -S -c SOURCE REF_JSON NONCE`` prints one JSON line of facts (the
+vocabulary of the ``secrun_audit`` hookspec) and then waits until its stdin is closed, so that
+the auditor can look at it from outside meanwhile.  ``REF_JSON`` carries the auditor's own
+namespace links and its ``/tmp`` device, which "new"/"host" and "private"/"host" compare with.
+"""
+
+import json
+import os
+import sys
+
+NAMESPACES = ("user", "pid", "mnt", "net", "uts", "ipc", "cgroup", "time")
+CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+# Sensitive system calls, probed with arguments the kernel rejects (EINVAL/EFAULT/EBADF/ESRCH/
+# EOPNOTSUPP) before anything happens, so a call that gets past a filter does nothing.  A call
+# that is refused (EPERM/EACCES/ENOSYS, or the process is killed) is "blocked".
+# name: (x86_64 number, aarch64 number, args, capability checked before the arguments or None,
+#        what the probe proves)
+SYSCALLS: dict = {
+    "unshare": (272, 97, (0x10000001,), None, "new namespaces (CLONE_NEWUSER, invalid flag)"),
+    "setns": (308, 268, (-1, 0), None, "joining other namespaces (fd -1)"),
+    "mount": (165, 40, (0, 0, 0, 0, 0), None, "mounting (NULL target)"),
+    "umount2": (166, 39, (0, 0xffffffff), None, "unmounting (bad flags)"),
+    "pivot_root": (155, 41, (0, 0), 21, "changing the root (NULL paths)"),
+    "chroot": (161, 51, (0,), None, "chroot (NULL path)"),
+    "ptrace": (101, 117, (0x7fff, 0, 0, 0), None, "tracing other processes (bad request, pid 0)"),
+    "process_vm_readv": (310, 270, (0, 0, 0, 0, 0, 1), None,
+                         "reading other processes' memory (bad flags)"),
+    "keyctl": (250, 219, (-1, 0, 0, 0, 0), None, "kernel keyrings (bad command)"),
+    "add_key": (248, 217, (0, 0, 0, 0, 0), None, "kernel keyrings (NULL type)"),
+    "bpf": (321, 280, (-1, 0, 0), None, "eBPF programs and maps (bad command)"),
+    "perf_event_open": (298, 241, (0, 0, -1, -1, 0), None, "performance counters (NULL attr)"),
+    "open_by_handle_at": (304, 265, (-1, 0, 0), None, "opening files by handle (fd -1)"),
+    "init_module": (175, 105, (0, 0, 0), 16, "loading kernel modules (NULL image)"),
+    "finit_module": (313, 273, (-1, 0, 0), 16, "loading kernel modules (fd -1)"),
+    "delete_module": (176, 106, (0, 0), 16, "unloading kernel modules (NULL name)"),
+    "kexec_load": (246, 104, (0, 0, 0, 0xffffffff), 22, "loading a new kernel (bad flags)"),
+    "reboot": (169, 142, (0, 0, 0, 0), 22, "rebooting (wrong magic)"),
+    "swapon": (167, 224, (0, 0xffffffff), None, "swap devices (bad flags)"),
+    "clock_settime": (227, 112, (-1, 0), None, "setting the clock (bad clock)"),
+    "settimeofday": (164, 170, (1, 0), None, "setting the clock (bad pointer)"),
+    "iopl": (172, None, (4,), None, "raw I/O port access (level 4, x86 only)"),
+    "acct": (163, 89, (1,), 20, "process accounting (bad pointer)"),
+}
+BLOCKED_ERRNOS = (1, 13, 38)  # EPERM, EACCES, ENOSYS
+
+RLIMIT_NAMES = {
+    "Max cpu time": "cpu", "Max file size": "fsize", "Max data size": "data",
+    "Max stack size": "stack", "Max core file size": "core", "Max resident set": "rss",
+    "Max processes": "nproc", "Max open files": "nofile", "Max locked memory": "memlock",
+    "Max address space": "as", "Max file locks": "locks", "Max pending signals": "sigpending",
+    "Max msgqueue size": "msgqueue", "Max nice priority": "nice",
+    "Max realtime priority": "rtprio", "Max realtime timeout": "rttime",
+}
+
+
+def _read(path, default=""):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return default
+
+
+def _status(proc):
+    out = {}
+    for line in _read(f"{proc}/status").splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def ns_links(proc):
+    out = {}
+    for ns in NAMESPACES:
+        try:
+            out[ns] = os.readlink(f"{proc}/ns/{ns}")
+        except OSError:
+            out[ns] = ""
+    return out
+
+
+def mounts(proc):
+    """[(mount point, fstype, mount options, major:minor)] in mount order."""
+    rows = []
+    for line in _read(f"{proc}/mountinfo").splitlines():
+        parts = line.split(" ")
+        try:
+            sep = parts.index("-")
+        except ValueError:
+            continue
+        point = parts[4].replace("\\040", " ")
+        rows.append((point, parts[sep + 1], parts[5].split(","), parts[2]))
+    return rows
+
+
+def mount_for(rows, path):
+    """The mount that covers ``path`` (the longest mount point; the last one mounted wins)."""
+    best = None
+    for row in rows:
+        point = row[0]
+        if path == point or point == "/" or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best[0]):
+                best = row
+    return best
+
+
+def fs_facts(rows, root, ref):
+    facts = {}
+    r = mount_for(rows, "/")
+    facts["fs.root_writable"] = "no" if r is None or "ro" in r[2] else "yes"
+    home = mount_for(rows, "/home")
+    if not os.path.isdir(root + "/home") or (home and home[0] == "/home" and home[1] == "tmpfs"
+                                             and not _listdir(root + "/home")):
+        facts["fs.home"] = "hidden"
+    else:
+        facts["fs.home"] = "ro" if home is None or "ro" in home[2] else "rw"
+    tmp = mount_for(rows, "/tmp")
+    facts["fs.tmp"] = "private" if tmp and tmp[3] != ref.get("tmp_dev") else "host"
+    dev = mount_for(rows, "/dev")
+    facts["fs.dev"] = "host" if dev is None or dev[1] == "devtmpfs" else "minimal"
+    ps = mount_for(rows, "/proc/sys")
+    facts["fs.proc_sys"] = "ro" if ps is None or "ro" in ps[2] else "rw"
+    return facts
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def rlimits(proc):
+    out = {}
+    for line in _read(f"{proc}/limits").splitlines()[1:]:
+        for label, name in RLIMIT_NAMES.items():
+            if line.startswith(label + " "):
+                vals = line[len(label):].split()
+                if len(vals) >= 2:
+                    out[f"rlimit.{name}"] = f"{vals[0]}:{vals[1]}"
+    return out
+
+
+def proc_facts(proc, ref, root=None):
+    """Facts readable from ``/proc/<pid>`` (``proc``) by anyone allowed to read them.
+
+    ``ref``: {"ns": {name: link}, "tmp_dev": "maj:min"} of the reference process.  ``root``: the
+    process's root directory as seen by the reader ("" inside, /proc/PID/root outside)."""
+    st = _status(proc)
+    facts = {}
+    for k in CAP_FIELDS:
+        if k in st:
+            facts[f"status.{k}"] = st[k]
+    facts["status.NoNewPrivs"] = st.get("NoNewPrivs", "0")
+    facts["status.Seccomp"] = st.get("Seccomp", "0")
+    facts["status.Seccomp_filters"] = st.get("Seccomp_filters", "0")
+    uids = st.get("Uid", "").split()
+    gids = st.get("Gid", "").split()
+    facts["id.uid"] = uids[1] if len(uids) > 1 else ""
+    facts["id.gid"] = gids[1] if len(gids) > 1 else ""
+    facts["id.groups"] = " ".join(st.get("Groups", "").split())
+    links = ns_links(proc)
+    for ns, link in links.items():
+        want = ref.get("ns", {}).get(ns, "")
+        if link:
+            facts[f"ns.{ns}"] = "host" if link == want else "new"
+    facts["lsm.apparmor"] = _read(f"{proc}/attr/apparmor/current").strip().strip("\0")
+    facts["lsm.selinux"] = _read(f"{proc}/attr/current").strip().strip("\0")
+    paths = {}
+    for line in _read(f"{proc}/cgroup").splitlines():
+        hid, ctrl, p = line.split(":", 2)
+        for c in (ctrl.split(",") if hid != "0" else ["unified"]):
+            paths[c] = p
+    facts["cgroup.path"] = paths.get("memory", paths.get("unified", ""))
+    names = []
+    for line in _read(f"{proc}/net/dev").splitlines()[2:]:
+        names.append(line.split(":", 1)[0].strip())
+    facts["net.interfaces"] = " ".join(sorted(names))
+    env = _read(f"{proc}/environ")
+    facts["env.count"] = str(len([e for e in env.split("\0") if e]))
+    facts.update(rlimits(proc))
+    facts.update(fs_facts(mounts(proc), proc + "/root" if root is None else root, ref))
+    return facts
+
+
+# --- inside only: probing system calls ---------------------------------------------------------
+
+def _arch():
+    m = os.uname().machine
+    return 0 if m == "x86_64" else 1 if m in ("aarch64", "arm64") else None
+
+
+def probe_syscalls():
+    """{"syscall.NAME": "blocked"|"allowed"}: each call made in a forked child, so that a
+    filter that kills the process kills only that child."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    arch = _arch()
+    out: dict = {}
+    if arch is None:
+        return out
+    for name, spec in SYSCALLS.items():
+        nr, args = spec[arch], spec[2]
+        if nr is None:
+            continue
+        cargs = [ctypes.c_long(a) for a in args]
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = None
+        if pid == 0:
+            ret = libc.syscall(ctypes.c_long(nr), *cargs)
+            os._exit(0 if ret >= 0 else min(ctypes.get_errno(), 250) or 251)
+        if pid is None:  # no fork allowed: probe in this process (a kill action ends the probe)
+            ret = libc.syscall(ctypes.c_long(nr), *cargs)
+            err = 0 if ret >= 0 else ctypes.get_errno()
+            out[f"syscall.{name}"] = "blocked" if err in BLOCKED_ERRNOS else "allowed"
+            continue
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            out[f"syscall.{name}"] = "blocked"
+        else:
+            err = os.WEXITSTATUS(status)
+            out[f"syscall.{name}"] = "blocked" if err in BLOCKED_ERRNOS else "allowed"
+    return out
+
+
+def inside(ref):
+    facts = proc_facts("/proc/self", ref, root="")
+    facts["id.uid"] = str(os.getuid())
+    facts["id.gid"] = str(os.getgid())
+    facts["id.groups"] = " ".join(str(g) for g in os.getgroups())
+    facts.update(probe_syscalls())
+    return facts
+
+
+def main(argv):
+    ref = json.loads(argv[1]) if len(argv) > 1 else {}
+    try:
+        facts = inside(ref)
+    except Exception as e:  # noqa: BLE001 - report, do not die silently inside a sandbox
+        facts = {"probe.error": f"{type(e).__name__}: {e}"}
+    facts["probe.pid"] = str(os.getpid())
+    sys.stdout.write(json.dumps(facts, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    import select
+
+    # Stay alive until the auditor closes stdin (it looks at this process from outside).
+    try:
+        select.select([0], [], [], float(ref.get("linger", 30)))
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,331 @@
+"""``secrun audit``: planned, live (a probe inside the real sandbox) and ``--pid``.
+
+Every test runs the real ``secrun`` binary; the live ones launch real sandboxes on this kernel.
+The lying plugin (``tests/audit-plugin-dist``, entry point ``audit-liar``) is pip-installed into
+the venv once per session if it is not there yet.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import REPO, needs_root, run_secrun
+
+AUDIT_DOC = os.path.join(REPO, "docs", "audit.md")
+LIAR_DIST = os.path.join(REPO, "tests", "audit-plugin-dist")
+
+
+def audit_json(*args, rc=0):
+    r = run_secrun("audit", "--format", "json", *args)
+    assert r.rc == rc, r
+    return json.loads(r.out)
+
+
+def _liar_installed():
+    from importlib.metadata import entry_points
+
+    return any(ep.name == "audit-liar" for ep in entry_points(group="secrun.plugins"))
+
+
+@pytest.fixture(scope="session")
+def liar(tmp_path_factory):
+    """The lying plugin, installed into the venv (from a copy: the tree stays clean)."""
+    if not _liar_installed():
+        src = tmp_path_factory.mktemp("liar") / "dist"
+        shutil.copytree(LIAR_DIST, src)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--no-build-isolation", "--disable-pip-version-check", str(src)],
+                       check=True, capture_output=True)
+    return "audit-liar"
+
+
+@pytest.fixture(scope="session")
+def schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    from secrun.audit import schema_path
+
+    with open(schema_path()) as f:
+        doc = json.load(f)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    return jsonschema.Draft202012Validator(doc)
+
+
+# --- planned -------------------------------------------------------------------------------------
+
+def test_every_category_appears_with_plugin_origin_status_weight():
+    from secrun.audit_controls import CATEGORIES
+
+    rep = audit_json("--profile", "strict", "--", "./app")
+    assert rep["mode"] == "planned" and rep["command"] == ["./app"]
+    cats = {r["category"] for r in rep["controls"]}
+    assert {c.id for c in CATEGORIES} <= cats
+    for r in rep["controls"]:
+        for k in ("plugin", "control", "value", "origin", "status", "weight"):
+            assert k in r, r
+    nnp = next(r for r in rep["controls"] if r["control"] == "no_new_privs")
+    assert nnp["status"] == "enforced"
+    assert nnp["origin"].endswith("default.toml [process].no_new_privs")
+    # where the plugins came from
+    names = {p["name"]: p for p in rep["plugins"]}
+    assert names["process"]["builtin"] and names["process"]["file"].endswith("process.py")
+
+
+def test_unconfigured_controls_count_full_weight():
+    rep = audit_json("--profile", "unconfined")
+    assert rep["score"] >= 9.5, rep["score"]
+    assert all(r["status"] == "not-configured" and r["residual"] == 1.0
+               for r in rep["controls"] if r["category"])
+    sc = next(r for r in rep["controls"] if r["category"] == "seccomp.filter")
+    assert sc["value"] == "not configured" and sc["origin"] == "-"
+    assert "no [seccomp] section" in sc["detail"]
+
+
+def test_scores_order_unconfined_default_strict():
+    u = audit_json("--profile", "unconfined")["score"]
+    d = audit_json("--profile", "default")["score"]
+    s = audit_json("--profile", "strict")["score"]
+    assert u > d > s, (u, d, s)
+    assert s <= 4.0, s
+
+
+def test_command_line_origin():
+    rep = audit_json("--profile", "default", "--set", "process.no_new_privs=false")
+    nnp = next(r for r in rep["controls"] if r["control"] == "no_new_privs")
+    assert nnp["origin"] == "command line [process].no_new_privs" and nnp["residual"] == 1.0
+
+
+def test_planned_json_validates(schema):
+    for prof in ("unconfined", "default", "strict"):
+        schema.validate(audit_json("--profile", prof))
+
+
+def test_schema_option_prints_the_shipped_schema(schema):
+    r = run_secrun("audit", "--schema")
+    assert r.rc == 0 and json.loads(r.out) == schema.schema
+
+
+def test_sarif_is_valid_2_1_0():
+    sarif = pytest.importorskip("sarif_pydantic")
+    r = run_secrun("audit", "--profile", "default", "--format", "sarif")
+    assert r.rc == 0, r
+    log = sarif.Sarif.model_validate_json(r.out)
+    assert log.version == "2.1.0" and len(log.runs) == 1
+    run = log.runs[0]
+    rules = [rule.id for rule in run.tool.driver.rules]
+    assert len(rules) == len(set(rules))
+    assert run.results, "default leaves exposure, so there are findings"
+    for res in run.results:
+        assert res.rule_id in rules and rules[res.rule_index] == res.rule_id
+        assert res.level.value in ("note", "warning", "error") and res.message.text
+        for loc in res.locations or ():
+            uri = loc.physical_location.artifact_location.uri
+            path = uri[len("file://"):]
+            assert uri.startswith("file:///") and os.path.isfile(path), uri
+            line = loc.physical_location.region.start_line
+            text = open(path).read().splitlines()[line - 1]
+            assert "=" in text or text.startswith("["), (path, line, text)
+    doc = json.loads(r.out)
+    assert doc["version"] == "2.1.0" and doc["$schema"].endswith("sarif-2.1.0.json")
+
+
+def test_threshold_exit_status():
+    assert run_secrun("audit", "--profile", "unconfined", "--threshold", "9").rc == 1
+    assert run_secrun("audit", "--profile", "unconfined", "--threshold", "10").rc == 0
+    r = run_secrun("audit", "--profile", "strict", "--threshold", "5")
+    assert r.rc == 0, r
+    assert "threshold 5.0: ok" in r.out
+    rep = audit_json("--profile", "unconfined", "--threshold", "2", rc=1)
+    assert rep["above_threshold"] is True
+
+
+def test_table_and_markdown():
+    r = run_secrun("audit", "--profile", "strict", "--", "./app")
+    assert r.rc == 0, r
+    assert "\x1b[" not in r.out, "no colours when stdout is not a terminal"
+    assert re.search(r"^process$", r.out, re.M) and re.search(r"^seccomp$", r.out, re.M)
+    assert "plugins loaded:" in r.out and "Overall exposure:" in r.out
+    m = run_secrun("audit", "--profile", "strict", "--format", "markdown")
+    assert m.rc == 0 and "| plugin | control | value | origin | status |" in m.out
+    assert "**Overall exposure:" in m.out
+
+
+def test_docs_table_matches_the_code():
+    from secrun.audit_controls import CATEGORIES, TOTAL
+
+    with open(AUDIT_DOC) as f:
+        doc = f.read()
+    for c in CATEGORIES:
+        assert re.search(rf"^\| `{re.escape(c.id)}` \|[^\n]*\| {c.importance:g} \|", doc, re.M), \
+            f"docs/audit.md lacks the row of {c.id} with importance {c.importance:g}"
+    assert f"{TOTAL:g}" in doc
+
+
+def test_bad_rows_are_refused_naming_the_plugin():
+    from secrun.audit import AuditError, _check_row
+
+    ok = {"control": "c", "value": "v", "status": "enforced", "weight": 0.5}
+    assert _check_row("p", ok)["weight"] == 0.5
+    for bad in ({**ok, "status": "sure"}, {**ok, "weight": 3}, {"control": "c"},
+                {**ok, "expect": ["x"]}):
+        with pytest.raises(AuditError, match="plugin 'p'"):
+            _check_row("p", bad)
+
+
+# --- live ----------------------------------------------------------------------------------------
+
+@needs_root
+def test_live_strict_has_no_mismatch(schema):
+    rep = audit_json("--live", "--profile", "strict", "--", "./app")
+    schema.validate(rep)
+    assert rep["mismatches"] == [], rep["mismatches"]
+    f = rep["facts"]
+    # seen from inside the sandbox
+    assert f["id.uid"] == "65534" and f["status.CapEff"] == "0000000000000000"
+    assert f["status.NoNewPrivs"] == "1" and f["status.Seccomp"] == "2"
+    assert f["ns.net"] == "new" and f["net.interfaces"] == "lo"
+    assert f["syscall.ptrace"] == "blocked" and f["syscall.mount"] == "blocked"
+    assert f["fs.root_writable"] == "no"
+    claimed = [r for r in rep["controls"] if r["expect"] and r["status"] == "enforced"]
+    assert claimed and all(r["verified"] for r in claimed)
+    assert rep["exposure"]["effective"] <= 3.0
+
+
+@needs_root
+def test_live_unconfined_is_near_10_and_strict_clearly_lower():
+    u = audit_json("--live", "--profile", "unconfined")
+    s = audit_json("--live", "--profile", "strict")
+    assert u["exposure"]["effective"] >= 9.0, u["exposure"]
+    assert u["facts"]["status.Seccomp"] == "0" and u["facts"]["syscall.ptrace"] == "allowed"
+    assert s["exposure"]["effective"] <= u["exposure"]["effective"] - 5
+
+
+@needs_root
+def test_lying_plugin_fails_live_and_is_named(liar, write_profile):
+    prof = write_profile("""\
+        extends = ["unconfined"]
+        [liar]
+    """)
+    planned = audit_json("--plugin", liar, "--profile", prof)
+    assert planned["mismatches"] == []
+    row = next(r for r in planned["controls"] if r["plugin"] == liar)
+    assert row["category"] == "seccomp.filter" and row["status"] == "enforced"
+    assert planned["score"] < audit_json("--profile", "unconfined")["score"], \
+        "the lie lowers the planned score: only the live check catches it"
+    r = run_secrun("audit", "--live", "--plugin", liar, "--profile", prof)
+    assert r.rc == 2, r
+    assert "MISMATCH: plugin 'audit-liar' claims 'liar syscall filter' enforced" in r.out
+    assert "syscall.ptrace is 'allowed', expected 'blocked'" in r.out
+    rep = audit_json("--live", "--plugin", liar, "--profile", prof, "--format", "json", rc=2)
+    assert {m["fact"] for m in rep["mismatches"]} == {
+        "status.Seccomp", "syscall.ptrace", "syscall.bpf"}
+    assert all(m["plugin"] == liar for m in rep["mismatches"])
+    sarif = run_secrun("audit", "--live", "--plugin", liar, "--profile", prof,
+                       "--format", "sarif")
+    assert sarif.rc == 2
+    assert any(x["ruleId"] == "secrun.live-mismatch" and x["level"] == "error"
+               for x in json.loads(sarif.out)["runs"][0]["results"])
+
+
+# --- any process ---------------------------------------------------------------------------------
+
+def _workload_pid(parent, prog, timeout=10.0):
+    from secrun.audit import _descendants
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in sorted(_descendants(parent)):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[0] == prog.encode():
+                        return p
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"{prog} did not start under secrun")
+
+
+COMPARED = ("status.", "ns.", "id.", "fs.", "net.", "syscall.", "rlimit.", "env.", "lsm.",
+            "cgroup.memory", "cgroup.pids", "cgroup.cpu")
+
+
+@needs_root
+def test_pid_of_a_strict_process_matches_live(schema):
+    from support import SECRUN
+
+    proc = subprocess.Popen([SECRUN, "--profile", "strict", "--", "/bin/sleep", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pid = _workload_pid(proc.pid, "/bin/sleep")
+        by_pid = audit_json("--pid", str(pid), "--reference", "self")
+    finally:
+        proc.terminate()  # forwarded to the workload: nothing is left behind
+        proc.wait(timeout=30)
+    live = audit_json("--live", "--profile", "strict")
+    schema.validate(by_pid)
+    assert by_pid["mode"] == "pid" and by_pid["pid"] == pid
+    assert not any("not evaluated" in n for n in by_pid["notes"]), by_pid["notes"]
+    a = {k: v for k, v in by_pid["facts"].items() if k.startswith(COMPARED)}
+    b = {k: v for k, v in live["facts"].items() if k.startswith(COMPARED)}
+    assert a == b
+    assert by_pid["score"] == live["exposure"]["effective"]
+    assert [c["effective"] for c in by_pid["categories"]] == \
+        [c["effective"] for c in live["categories"]]
+
+
+def test_pid_of_an_unconfined_process():
+    proc = subprocess.Popen(["/bin/sleep", "60"])
+    try:
+        rep = audit_json("--pid", str(proc.pid), "--reference", "self")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert rep["facts"]["status.Seccomp"] == "0" and rep["facts"]["ns.pid"] == "host"
+    assert rep["score"] >= 8.5, rep["score"]
+    assert rep["controls"] == [] and rep["profiles"] == []
+
+
+@needs_root
+def test_filter_read_from_outside_agrees_with_probing_inside(tmp_path):
+    """The --pid evaluation of a real libseccomp filter (argument checks included) gives, for
+    every probed call, the verdict the probe gets by calling it inside the same process."""
+    pytest.importorskip("pyseccomp")
+    script = tmp_path / "filtered.py"
+    script.write_text(
+        "import errno, json, sys, pyseccomp as s\n"
+        "from secrun import probe\n"
+        "f = s.SyscallFilter(s.ALLOW)\n"
+        "for n in ('mount', 'ptrace', 'bpf', 'keyctl', 'swapon'):\n"
+        "    f.add_rule(s.ERRNO(errno.EPERM), n)\n"
+        "f.add_rule(s.ERRNO(errno.EPERM), 'unshare', s.Arg(0, s.MASKED_EQ, 0x10000000,"
+        " 0x10000000))\n"
+        "f.add_rule(s.KILL_PROCESS, 'kexec_load')\n"
+        "f.add_rule(s.ERRNO(errno.EPERM), 'setns', s.Arg(1, s.EQ, 0))\n"
+        "f.load()\n"
+        "print(json.dumps(probe.probe_syscalls()), flush=True)\n"
+        "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        inside = json.loads(proc.stdout.readline())
+        rep = audit_json("--pid", str(proc.pid), "--reference", "self")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    outside = {k: v for k, v in rep["facts"].items() if k.startswith("syscall.")}
+    assert outside == inside
+    for n in ("mount", "ptrace", "unshare", "kexec_load", "setns"):
+        assert outside[f"syscall.{n}"] == "blocked", n
+    assert outside["syscall.chroot"] == "allowed"
+
+
+def test_pid_errors():
+    r = run_secrun("audit", "--pid", "999999999")
+    assert r.rc == 125 and "no process 999999999" in r.err
+    r = run_secrun("audit", "--pid", "1", "--live")
+    assert r.rc == 125 and "--pid" in r.err
