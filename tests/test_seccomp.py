@@ -1,0 +1,448 @@
+"""The ``seccomp`` plugin, on the real kernel: every check launches ``secrun`` and observes the
+filter from inside the sandbox (the errno a call returns, the signal that ends the workload,
+/proc/self/status).  Unusual errnos (ENOTSUP, 77, 123) are configured so that a pass cannot come
+from the kernel refusing a call for its own reasons.
+"""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from support import REPO, needs_root, run_secrun
+
+PY = "/usr/bin/python3"          # the system interpreter: visible under every profile
+DATA = os.path.join(REPO, "tests", "data", "seccomp")
+DOCKER_DEFAULT = os.path.join(DATA, "docker-default.json")
+
+# x86_64 syscall numbers used by the probes
+NR = {"getpid": 39, "mkdir": 83, "rmdir": 84, "socket": 41, "unshare": 272, "mount": 165,
+      "ioctl": 16, "clone3": 435, "personality": 135, "keyctl": 250, "chroot": 161,
+      "ptrace": 101, "acct": 163, "fsync": 74, "umount2": 166, "pivot_root": 155, "bpf": 321,
+      "perf_event_open": 298, "init_module": 175, "kexec_load": 246, "reboot": 169,
+      "swapon": 167, "add_key": 248, "clone": 56, "iopl": 172, "settimeofday": 164, "getppid": 110}
+
+# Runs inside the sandbox: each argument is NAME:ARG:ARG... (ints, 0x.., or s=STRING); prints
+# a JSON object NAME -> [return value, errno].
+PROBE = r"""
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NR = %r
+out = {}
+for spec in sys.argv[1:]:
+    label, *args = spec.split(":")
+    name = label.split("#")[0]
+    cargs = []
+    for a in args:
+        if a.startswith("s="):
+            cargs.append(ctypes.c_char_p(a[2:].encode()))
+        else:
+            cargs.append(ctypes.c_ulong(int(a, 0)))
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(NR[name]), *cargs)
+    out[label] = [r, ctypes.get_errno() if r == -1 else 0]
+print(json.dumps(out))
+""" % NR
+
+# clone(CLONE_NEWUSER | CLONE_THREAD): the kernel itself rejects it (EINVAL: CLONE_THREAD needs
+# CLONE_SIGHAND), so the probe never creates a process, while the filter refuses it first.
+CLONE_NEWUSER_BAD = "clone:0x10010000:0:0:0:0"
+
+
+def probe(*specs, profile=None, args=(), direct=False):
+    """Run the syscall probe under ``profile`` (or directly); returns {label: (ret, errno)}."""
+    if direct:
+        cp = subprocess.run([PY, "-c", PROBE, *specs], capture_output=True, text=True)
+        assert cp.returncode == 0, cp.stderr
+        return {k: tuple(v) for k, v in json.loads(cp.stdout).items()}
+    r = run_secrun(*args, "--profile", profile, PY, "-c", PROBE, *specs)
+    assert r.rc == 0, r
+    return {k: tuple(v) for k, v in json.loads(r.out.strip().splitlines()[-1]).items()}
+
+
+def only_seccomp(write_profile, body, name="p"):
+    """A profile with just [process] (no_new_privs) and the given [seccomp] body."""
+    return write_profile("[process]\nno_new_privs = true\n\n[seccomp]\n" + body, name)
+
+
+@pytest.fixture(scope="module")
+def probe_bin(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc missing")
+    d = tmp_path_factory.mktemp("seccomp-probe")
+    os.chmod(d, 0o755)
+    out = str(d / "probe")
+    cmd = ["gcc", "-O2", "-static", "-o", out, os.path.join(DATA, "probe.c")]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        cmd.remove("-static")
+        subprocess.run(cmd, check=True)
+    return out
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+def test_denied_call_returns_exactly_the_configured_errno(write_profile, tmp_path):
+    p = only_seccomp(write_profile, """
+        deny = ["mkdir"]
+        deny_action = "errno:ENOTSUP"
+        actions = { rmdir = 77 }
+    """)
+    target = str(tmp_path / "d")
+    os.mkdir(str(tmp_path / "existing"))
+    res = probe(f"mkdir:s={target}:0o700", f"rmdir:s={tmp_path}/existing", "getpid",
+                profile=p)
+    assert res["mkdir"] == (-1, errno.ENOTSUP)
+    assert res["rmdir"] == (-1, 77)
+    assert res["getpid"][0] > 0 and res["getpid"][1] == 0       # allowed calls work
+    assert not os.path.exists(target)
+    assert os.path.isdir(str(tmp_path / "existing"))
+    # The same calls without secrun succeed: the errnos above came from the filter.
+    res = probe(f"mkdir:s={target}:0o700", f"rmdir:s={tmp_path}/existing", direct=True)
+    assert res == {"mkdir": (0, 0), "rmdir": (0, 0)}
+
+
+def test_default_action_numeric_errno_and_status(write_profile):
+    p = only_seccomp(write_profile, """
+        default_action = 123
+        allow = ["@system-service"]
+    """)
+    res = probe("acct:0", "keyctl:0:0", "getppid", profile=p)
+    assert res["acct"] == (-1, 123) and res["keyctl"] == (-1, 123)
+    assert res["getppid"][1] == 0
+    r = run_secrun("--profile", p, "/bin/sh", "-c", "grep '^Seccomp:' /proc/self/status")
+    assert r.rc == 0 and r.out.split() == ["Seccomp:", "2"], r
+
+
+def test_denylist_style(write_profile, tmp_path):
+    p = only_seccomp(write_profile, """
+        default_action = "allow"
+        allow = []
+        deny = ["@mount", "acct"]
+        deny_action = "errno:ENOTSUP"
+        personalities = []
+    """)
+    res = probe("mount:s=none:s=/mnt:s=tmpfs:0:0", "acct:0", f"mkdir:s={tmp_path}/x:0o700",
+                "umount2:s=/nonexistent:0", profile=p)
+    assert res["mount"] == (-1, errno.ENOTSUP)
+    assert res["umount2"] == (-1, errno.ENOTSUP)
+    assert res["acct"] == (-1, errno.ENOTSUP)
+    assert res["mkdir"] == (0, 0)
+
+
+def test_kill_process_ends_the_workload_with_sigsys(write_profile, tmp_path):
+    p = only_seccomp(write_profile, 'actions = { mkdir = "kill_process" }\n')
+    r = run_secrun("--profile", p, "/bin/sh", "-c", f"echo before; exec mkdir {tmp_path}/k; "
+                   "echo after")
+    assert r.rc == 159, r
+    assert "workload killed by signal SIGSYS" in r.err
+    assert "before" in r.out and "after" not in r.out
+    assert not os.path.exists(tmp_path / "k")
+
+
+def test_groups_compose_with_list_edits(write_profile):
+    base = only_seccomp(write_profile, """
+        allow = ["@system-service", "@debug"]
+        deny_action = "errno:ENOTSUP"
+    """, name="base")
+    child = write_profile(f"""
+        extends = ["{base}"]
+        [seccomp]
+        allow = {{ remove = ["@debug"] }}
+        deny = {{ add = ["@sync"] }}
+    """, name="child")
+    # ptrace(PTRACE_PEEKDATA, pid 0): allowed -> ESRCH from the kernel; removed -> EPERM.
+    res = probe("ptrace:2:0:0:0", "fsync:1", profile=base)
+    assert res["ptrace"] == (-1, errno.ESRCH)
+    assert res["fsync"][1] != errno.ENOTSUP
+    res = probe("ptrace:2:0:0:0", "fsync:1", profile=child)
+    assert res["ptrace"] == (-1, errno.EPERM)
+    assert res["fsync"] == (-1, errno.ENOTSUP)
+
+
+# --- argument conditions and the bundled profiles ------------------------------------------------
+
+def test_strict_argument_conditions():
+    specs = ("unshare:0x10000000", "socket#packet:17:3:0", "socket#netlink:16:3:0",
+             "socket#inet:2:1:0", "socket#unix:1:1:0", "ioctl#sti:0:0x5412:s=x",
+             "ioctl#linux:0:0x541C:s=x", "ioctl#sti_hi:0:0x100005412:s=x", "clone3:0:0",
+             "personality#norand:0x40000", "personality#query:0xffffffff",
+             "mount:s=none:s=/mnt:s=tmpfs:0:0")
+    res = probe(*specs, profile="strict")
+    assert res["unshare"][0] == -1 and res["unshare"][1] != 0
+    assert res["socket#packet"] == (-1, errno.EAFNOSUPPORT)
+    assert res["socket#netlink"] == (-1, errno.EAFNOSUPPORT)
+    assert res["socket#inet"][0] >= 0 and res["socket#unix"][0] >= 0
+    assert res["ioctl#sti"] == (-1, errno.EPERM)
+    assert res["ioctl#linux"] == (-1, errno.EPERM)
+    assert res["ioctl#sti_hi"] == (-1, errno.EPERM)     # the kernel reads cmd as 32 bits
+    assert res["clone3"] == (-1, errno.ENOSYS)
+    assert res["personality#norand"] == (-1, errno.EPERM)
+    assert res["personality#query"][0] >= 0
+    assert res["mount"] == (-1, errno.EPERM)
+    # With an unusual deny_action the refusals are provably the filter's.
+    res = probe(CLONE_NEWUSER_BAD, "ioctl#sti:0:0x5412:s=x", profile="strict",
+                args=("--set", "seccomp.deny_action=errno:ENOTSUP"))
+    assert res == {"clone": (-1, errno.ENOTSUP), "ioctl#sti": (-1, errno.ENOTSUP)}
+    # Unconfined, TIOCSTI on a non-terminal is the kernel's ENOTTY, and that clone EINVAL.
+    res = probe("ioctl#sti:0:0x5412:s=x", CLONE_NEWUSER_BAD, direct=True)
+    assert res == {"ioctl#sti": (-1, errno.ENOTTY), "clone": (-1, errno.EINVAL)}
+
+
+def test_default_profile_argument_conditions():
+    res = probe("unshare:0x10000000", CLONE_NEWUSER_BAD, "socket#packet:17:3:0",
+                "socket#netlink:16:3:0", "socket#vsock:40:1:0", "ioctl#sti:0:0x5412:s=x",
+                "clone3:0:0", profile="default",
+                args=("--set", "seccomp.deny_action=errno:ENOTSUP"))
+    assert res["unshare"] == (-1, errno.EPERM)          # not in the allowlist at all
+    assert res["clone"] == (-1, errno.ENOTSUP)          # the namespace flag check
+    assert res["socket#packet"] == (-1, errno.EAFNOSUPPORT)
+    assert res["socket#vsock"] == (-1, errno.EAFNOSUPPORT)
+    assert res["socket#netlink"][0] >= 0
+    assert res["ioctl#sti"] == (-1, errno.ENOTSUP)
+    assert res["clone3"] == (-1, errno.ENOSYS)
+
+
+PROGRAMS = {
+    "sh": ["/bin/sh", "-c", "x=$(echo ok); echo $x"],
+    "coreutils": ["/bin/sh", "-c", "ls / >/dev/null && date >/dev/null && "
+                  "printf 'b\\na\\n' | sort | head -1 && id -u >/dev/null && echo ok"],
+    "python3": [PY, "-c", "import threading, subprocess, socket, tempfile, json\n"
+                "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+                "assert subprocess.run(['true']).returncode == 0\n"
+                "socket.socket(socket.AF_INET).close(); socket.socket(socket.AF_UNIX).close()\n"
+                "print('ok')"],
+    "busybox": ["busybox", "sh", "-c", "busybox ls / >/dev/null && busybox echo ok"],
+}
+
+
+@pytest.mark.parametrize("profile", ["default", "strict"])
+@pytest.mark.parametrize("prog", sorted(PROGRAMS))
+def test_ordinary_programs_run(profile, prog):
+    if prog == "busybox" and shutil.which("busybox") is None:
+        pytest.skip("busybox missing")
+    r = run_secrun("--profile", profile, *PROGRAMS[prog])
+    assert r.rc == 0, r
+    assert r.out.strip().splitlines()[-1] in ("ok", "a"), r
+
+
+# --- other ABIs ----------------------------------------------------------------------------------
+
+def test_i386_int80_is_killed(write_profile, probe_bin):
+    direct = subprocess.run([probe_bin, "int80"], capture_output=True, text=True)
+    if int(direct.stdout) < 0:
+        pytest.skip("this kernel has no i386 emulation")
+    p = only_seccomp(write_profile, "")
+    r = run_secrun("--profile", p, probe_bin, "int80")
+    assert r.rc == 159 and "SIGSYS" in r.err, r
+    p2 = only_seccomp(write_profile, 'other_abis = "errno:ENOTSUP"\n', name="p2")
+    r = run_secrun("--profile", p2, probe_bin, "int80")
+    assert r.rc == 0 and int(r.out) == -errno.ENOTSUP, r
+
+
+def test_x32_is_killed(write_profile, probe_bin):
+    p = only_seccomp(write_profile, "")
+    r = run_secrun("--profile", p, probe_bin, "x32")
+    assert r.rc == 159 and "SIGSYS" in r.err, r
+
+
+# --- Docker/OCI import ---------------------------------------------------------------------------
+
+def test_import_docker_default(write_profile):
+    p = only_seccomp(write_profile, f'import = "{DOCKER_DEFAULT}"\n')
+    res = probe("getpid", "socket#inet:2:1:0", "socket#packet:17:3:0", "socket#vsock:40:1:0",
+                "mount:s=none:s=/mnt:s=tmpfs:0:0", "unshare:0x10000000", "clone3:0:0",
+                "keyctl:0:0", "personality#linux:0", "personality#norand:0x40000",
+                "ptrace:2:0:0:0", "chroot:s=/", "bpf:0:0:0", profile=p)
+    # allowed by Docker's default (as root with its capabilities)
+    assert res["getpid"][1] == 0
+    assert res["socket#inet"][0] >= 0 and res["socket#packet"][0] >= 0
+    assert res["personality#linux"][1] == 0
+    assert res["ptrace"] == (-1, errno.ESRCH)
+    # refused by it, with its defaultErrnoRet (1) or its rule's errnoRet (ENOSYS for clone3)
+    for name in ("socket#vsock", "mount", "unshare", "keyctl", "personality#norand", "chroot",
+                 "bpf"):
+        assert res[name] == (-1, errno.EPERM), name
+    assert res["clone3"] == (-1, errno.ENOSYS)
+    # includes.caps: with CAP_SYS_CHROOT declared held, chroot is allowed
+    p2 = only_seccomp(write_profile, f'import = "{DOCKER_DEFAULT}"\n'
+                      'import_caps = ["CAP_SYS_CHROOT"]\n', name="p2")
+    assert probe("chroot:s=/", profile=p2)["chroot"] == (0, 0)
+
+
+def test_import_relative_to_profile_and_audit_names_it(write_profile, tmp_path):
+    shutil.copy(DOCKER_DEFAULT, tmp_path / "docker.json")
+    p = only_seccomp(write_profile, 'import = "docker.json"\n')
+    plan = _plan(p)
+    assert plan["plan"]["seccomp"]["import"] == str(tmp_path / "docker.json")
+    assert probe("mount:s=none:s=/mnt:s=tmpfs:0:0", profile=p)["mount"] == (-1, errno.EPERM)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,needle", [
+    ('allow = ["@system-service", "no_such_call"]', "unknown syscall 'no_such_call'"),
+    ('allow = ["@no-such-group"]', "unknown syscall group '@no-such-group'"),
+    ('deny = ["mkdir"]\ndeny_action = "errno:EWHATEVER"', "unknown errno 'EWHATEVER'"),
+    ('default_action = "explode"', "unknown action 'explode'"),
+    ('address_families = ["AF_NOPE"]', "unknown address family 'AF_NOPE'"),
+    ('deny_namespaces = ["userns"]', "unknown namespace 'userns'"),
+    ('deny_ioctls = ["TIOCNOPE"]', "unknown ioctl 'TIOCNOPE'"),
+])
+def test_bad_input_is_refused_naming_it(write_profile, body, needle):
+    p = only_seccomp(write_profile, body + "\n")
+    r = run_secrun("--profile", p, "/bin/true")
+    assert r.rc == 125, r
+    assert needle in r.err and p in r.err and "[seccomp]" in r.err, r
+
+
+def test_malformed_json_import(write_profile, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [ {"names": ["read"],')
+    p = only_seccomp(write_profile, f'import = "{bad}"\n')
+    r = run_secrun("--profile", p, "/bin/true")
+    assert r.rc == 125 and "malformed JSON" in r.err and str(bad) in r.err, r
+    bad.write_text('{"defaultAction": "SCMP_ACT_NOTIFY", "syscalls": []}')
+    r = run_secrun("--profile", p, "/bin/true")
+    assert r.rc == 125 and "SCMP_ACT_NOTIFY" in r.err, r
+
+
+def test_no_new_privs_off_without_cap_sys_admin_fails_closed(write_profile):
+    p = write_profile("""
+        [process]
+        no_new_privs = false
+        [capabilities]
+        keep = []
+        [seccomp]
+    """)
+    r = run_secrun("--profile", p, "/bin/true")
+    assert r.rc == 125, r
+    assert "stage 'seccomp' failed in plugin 'seccomp'" in r.err
+    assert "no_new_privs" in r.err and "sys_admin" in r.err
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+def test_export_bpf_is_the_loaded_program(write_profile, tmp_path):
+    p = only_seccomp(write_profile, 'deny = ["mkdir"]\ndeny_action = "errno:ENOTSUP"\n'
+                     'deny_ioctls = ["TIOCSTI"]\n')
+    out = tmp_path / "f.bpf"
+    r = run_secrun("seccomp", "export", "--profile", p, "--format", "bpf", "-o", out)
+    assert r.rc == 0, r
+    data = out.read_bytes()
+    assert data and len(data) % 8 == 0
+    assert data == _plan(p)["plan"]["seccomp"]["bpf"]
+    # Load the exported bytes ourselves, in a fresh process, and watch them act.
+    loader = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+data = open(sys.argv[1], "rb").read()
+buf = ctypes.create_string_buffer(data, len(data))
+class P(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = P(len(data) // 8, ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()
+try:
+    os.mkdir(sys.argv[2])
+except OSError as e:
+    print(e.errno)
+r = libc.ioctl(0, 0x5412, b"x")
+print(ctypes.get_errno() if r == -1 else 0)
+"""
+    cp = subprocess.run([PY, "-c", loader, str(out), str(tmp_path / "m")], capture_output=True,
+                        text=True, stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.split() == [str(errno.ENOTSUP), str(errno.ENOTSUP)]
+
+
+def test_export_pfc(write_profile):
+    p = only_seccomp(write_profile, 'deny = ["mkdir"]\ndeny_action = "errno:ENOTSUP"\n')
+    r = run_secrun("seccomp", "export", "-p", p, "-f", "pfc")
+    assert r.rc == 0, r
+    assert "ERRNO(95)" in r.out and 'filter for syscall "mkdir"' in r.out
+    assert "invalid architecture action" in r.out and "KILL_PROCESS" in r.out
+
+
+def test_export_oci_json_round_trips(write_profile, tmp_path):
+    r = run_secrun("seccomp", "export", "--profile", "strict", "--format", "oci-json")
+    assert r.rc == 0, r
+    doc = json.loads(r.out)
+    assert doc["defaultAction"] == "SCMP_ACT_ERRNO" and doc["defaultErrnoRet"] == 1
+    assert doc["architectures"] == ["SCMP_ARCH_X86_64"]
+    names = {n for rule in doc["syscalls"] for n in rule["names"]}
+    assert "read" in names and "mount" not in names
+    # oci-json cannot say "allow ioctl except TIOCSTI and TIOCLINUX": it says so
+    assert "cannot express" in r.err and "TIOCSTI" in r.err
+    exported = tmp_path / "strict.json"
+    exported.write_text(r.out)
+    p = only_seccomp(write_profile, f'import = "{exported}"\n')
+    res = probe("mount:s=none:s=/mnt:s=tmpfs:0:0", "unshare:0x10000000", "socket#packet:17:3:0",
+                "socket#inet:2:1:0", "clone3:0:0", "getppid", profile=p)
+    assert res["mount"] == (-1, errno.EPERM) and res["unshare"] == (-1, errno.EPERM)
+    assert res["socket#packet"] == (-1, errno.EPERM) and res["socket#inet"][0] >= 0
+    assert res["clone3"] == (-1, errno.ENOSYS) and res["getppid"][1] == 0
+
+
+def test_groups_command():
+    r = run_secrun("seccomp", "groups")
+    assert r.rc == 0, r
+    for g in ("@system-service", "@mount", "@privileged", "@raw-io", "@module", "@reboot",
+              "@swap", "@clock", "@debug", "@obsolete", "@cpu-emulation", "@keyring"):
+        assert g + ":" in r.out
+    r = run_secrun("seccomp", "groups", "@mount")
+    assert "umount2" in r.out
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+def _plan(*profiles):
+    from secrun import plan
+
+    return plan.build(list(profiles))
+
+
+def _audit_rows(*profiles):
+    from secrun.context import Context
+    from secrun.plugins import seccomp
+
+    p = _plan(*profiles)
+    return seccomp.secrun_audit(Context(p["config"], p["origins"], p["plan"]))
+
+
+def test_audit_rows_and_their_facts_hold_live():
+    rows = _audit_rows("strict")
+    main = rows[0]
+    assert main["category"] == "seccomp.filter" and main["status"] == "enforced"
+    assert main["expect"]["status.Seccomp"] == "2"
+    blocked = [k.split(".", 1)[1] for k, v in main["expect"].items() if v == "blocked"]
+    assert {"mount", "ptrace", "bpf", "kexec_load", "init_module"} <= set(blocked)
+    # Every "blocked" fact the audit states holds inside the sandbox.  The probes pass NULL
+    # pointers and invalid values, so even an allowed call would do nothing.
+    args = {"mount": ":0:0:0:0:0", "umount2": ":s=/nonexistent:0", "pivot_root": ":0:0",
+            "ptrace": ":2:0:0:0", "bpf": ":0xffff:0:0", "perf_event_open": ":0:0:0:0:0",
+            "init_module": ":0:0:0", "kexec_load": ":0:0:0:0xffff", "reboot": ":0:0:0:0",
+            "swapon": ":0:0", "keyctl": ":0xffff:0", "add_key": ":0:0:0:0:0", "acct": ":0",
+            "iopl": ":0", "settimeofday": ":0:0"}
+    res = probe(*(n + args[n] for n in blocked), profile="strict")
+    for n in blocked:
+        assert res[n] == (-1, errno.EPERM), n
+    r = run_secrun("--profile", "strict", "/bin/sh", "-c", "grep '^Seccomp:' /proc/self/status")
+    assert r.out.split() == ["Seccomp:", "2"], r
+
+
+@needs_root
+def test_launch_does_not_import_pyseccomp(write_profile):
+    p = only_seccomp(write_profile, "")
+    assert run_secrun("--profile", p, "/bin/true").rc == 0      # plan cached
+    code = ("import sys; from secrun.main import main; rc = main(['--profile', %r, '/bin/true']);"
+            "print(rc, 'pyseccomp' in sys.modules, 'secrun.plugins._seccomp_compile' in "
+            "sys.modules)" % p)
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert cp.stdout.split() == ["0", "False", "False"], cp
+
+
