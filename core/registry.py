@@ -153,7 +153,16 @@ class Plugins:
         return table
 
     def files(self) -> list[str]:
+        """Files whose change invalidates a cached plan: the planning code, every built-in
+        plugin module with its private helpers and data, and third-party plugin modules."""
         core = os.path.dirname(os.path.abspath(__file__))
         own = [os.path.join(core, f) for f in ("registry.py", "profiles.py", "plan.py",
                                                 "schema.py", "hookspecs.py", "launch.py")]
-        return own + [i.file for i in self.info.values() if i.file]
+        builtin_dir = os.path.join(core, "plugins")
+        for d in (builtin_dir, os.path.join(builtin_dir, "data")):
+            try:
+                own += [os.path.join(d, f) for f in sorted(os.listdir(d))
+                        if not f.startswith(".") and f != "__pycache__"]
+            except OSError:
+                pass
+        return own + [i.file for i in self.info.values() if i.file and not i.builtin]
