@@ -34,7 +34,8 @@ class PluginInfo:
 
     @property
     def file(self) -> str:
-        return getattr(self.module, "__file__", "") or ""
+        f = getattr(self.module, "__file__", "") or ""
+        return os.path.realpath(f) if f else ""
 
 
 def _entry_points():
