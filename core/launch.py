@@ -415,9 +415,9 @@ def _exec(ctx, w_status) -> None:
         try:
             os.execve(candidate, ctx.argv, ctx.env)
         except OSError as e:
-            # like execvp: remember a "found but cannot run" error over "not found here"
-            if e.errno not in (2, 20) or err in (2, 20):
-                err = e.errno if e.errno not in (2, 20) else err
+            # like execvp: the first "found but cannot run" error wins over "not found here"
+            if err in (2, 20) and e.errno:
+                err = e.errno
     _try_send(w_status, ("exec_error", err, prog))
     os._exit(EXIT_NOT_FOUND if err in (2, 20) else EXIT_NOT_EXECUTABLE)
 

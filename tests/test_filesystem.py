@@ -1,0 +1,583 @@
+"""The ``filesystem`` plugin on the real kernel: every assertion about the view is made from
+inside a sandbox launched by the real ``secrun`` (a probe script reports errnos, directory
+listings and mount flags), as root and, where it matters, as ``nobody`` through ``setpriv``
+(rootless: a user namespace)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+from support import REPO, needs_root, run_secrun
+
+# Workloads run under Debian's python3: the venv's interpreter lives under /root, which
+# `nobody` cannot reach, and which strict hides.
+PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+NS = "[namespaces]\nmount = true\npid = true\n"
+USERS = [pytest.param(None, id="root", marks=needs_root), pytest.param("nobody", id="nobody")]
+MINIMAL_DEV = ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+               "stdout", "tty", "urandom", "zero"]
+
+# The probe: runs a list of [op, path, arg] and prints one JSON result per op.
+PROBE = r'''
+import errno, json, os, sys
+
+def run(op, path, arg):
+    try:
+        if op == "write":
+            with open(path, "w") as f:
+                f.write(arg or "x")
+            return "ok"
+        if op == "read":
+            with open(path) as f:
+                return f.read(4096)
+        if op == "list":
+            return sorted(os.listdir(path))
+        if op == "ro":
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        if op == "exists":
+            return os.path.lexists(path)
+        if op == "mkdir":
+            os.mkdir(path)
+            return "ok"
+        if op == "exec":
+            import subprocess
+            return subprocess.run([path]).returncode  # an exec failure raises OSError here
+        if op == "mode":
+            return oct(os.stat(path).st_mode & 0o7777)
+        if op == "cwd":
+            return os.getcwd()
+        if op == "mountinfo":
+            rows = []
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    a, b = line.split(" - ")
+                    a, b = a.split(), b.split()
+                    rows.append({"root": a[3], "point": a[4], "opts": a[5].split(","),
+                                 "fstype": b[0], "source": b[1]})
+            return rows
+        if op == "pids":
+            return sorted(int(p) for p in os.listdir(path) if p.isdigit())
+        if op == "ptmx":
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+            import fcntl, struct
+            TIOCGPTN = 0x80045430  # the pty number of a ptmx master
+            return struct.unpack("I", fcntl.ioctl(fd, TIOCGPTN, b"\0\0\0\0"))[0]
+        raise SystemExit(f"unknown op {op}")
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+ops = json.loads(sys.argv[1])
+print(json.dumps([run(*(op + [None] * (3 - len(op)))) for op in ops]))
+'''
+
+
+@pytest.fixture
+def wdir():
+    """A scratch directory ``nobody`` can read (pytest's tmp_path is root-only), outside /tmp
+    (the sandbox gets a private /tmp, so the host's is not in the view)."""
+    d = tempfile.mkdtemp(prefix="secrun-fs-", dir="/var/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# Host paths a test tries to write through the sandbox; a regression could create them.
+SENTINELS = ("/etc/secrun-fs-test", "/secrun-fs-test")
+
+
+@pytest.fixture(autouse=True)
+def _no_host_leftovers():
+    """Remove a sentinel a failing test wrote on the host (the test itself reports it)."""
+    before = {p for p in SENTINELS if os.path.lexists(p)}
+    yield
+    for p in SENTINELS:
+        if p not in before and os.path.lexists(p):
+            os.unlink(p)
+
+
+def write(d, name, text, mode=0o644):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    os.chmod(path, mode)
+    return path
+
+
+def profile(d, body, name="p", ns=NS):
+    return write(d, name + ".toml", ns + "[filesystem]\n" + textwrap.dedent(body))
+
+
+def probe(d, prof, *ops, user=None, cwd="/", args=()):
+    """Run the probe under ``prof``; returns (results, Result)."""
+    r = run_secrun(*args, "--profile", prof, "--", PY, "-c", PROBE,
+                   json.dumps([list(o) for o in ops]), user=user, cwd=cwd)
+    assert r.rc == 0, r
+    return json.loads(r.out.strip().splitlines()[-1]), r
+
+
+def mountinfo_host():
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
+# --- the host root, read-only ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("user", USERS)
+def test_host_root_read_only_with_every_submount(wdir, user):
+    prof = profile(wdir, "read_only = true\n")
+    target = os.path.join(wdir, "written")
+    (w_etc, w_wdir, ro_sys, mounts), _ = probe(
+        wdir, prof, ("write", "/etc/secrun-fs-test"), ("write", target), ("ro", "/sys"),
+        ("mountinfo", ""), user=user)
+    assert w_etc == "EROFS" and w_wdir == "EROFS" and ro_sys is True
+    assert not os.path.exists(target) and not os.path.exists("/etc/secrun-fs-test")
+    # Recursive: every mount inherited from the host (all but the fresh /proc, /dev, /tmp
+    # secrun made) is read-only, submounts included.
+    fresh = ("/proc", "/dev", "/tmp")
+    inherited = [m for m in mounts if not any(
+        m["point"] == p or m["point"].startswith(p + "/") for p in fresh)]
+    assert len(inherited) > 1
+    assert all("ro" in m["opts"] and "nosuid" in m["opts"] for m in inherited), inherited
+
+
+@needs_root
+def test_read_only_reaches_a_submount_made_just_before(wdir):
+    """A tmpfs mounted (in a throw-away mount namespace) right before launch is read-only in the
+    view too: the recursive mount_setattr covers submounts it has never heard of."""
+    sub = os.path.join(wdir, "sub")
+    os.mkdir(sub)
+    prof = profile(wdir, "read_only = true\n")
+    ops = json.dumps([["write", os.path.join(sub, "x")], ["ro", sub]])
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+           'mount -t tmpfs t "$1" && touch "$1/before" && exec "$2" --profile "$3" -- '
+           '"$4" -c "$5" "$6"', "sh", sub, os.path.join(os.path.dirname(sys.executable),
+                                                       "secrun"),
+           prof, PY, PROBE, ops]
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp
+    assert json.loads(cp.stdout.strip().splitlines()[-1]) == ["EROFS", True]
+    assert os.listdir(sub) == []  # the tmpfs never reached the host
+
+
+@needs_root
+def test_writable_root_when_read_only_is_false(wdir):
+    prof = profile(wdir, "read_only = false\n")
+    target = os.path.join(wdir, "written")
+    (res,), _ = probe(wdir, prof, ("write", target, "hello"))
+    assert res == "ok"
+    with open(target) as f:
+        assert f.read() == "hello"
+
+
+# --- /tmp, /proc, /dev ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user", USERS)
+def test_tmp_is_empty_and_private(wdir, user):
+    marker = tempfile.mkstemp(prefix="secrun-fs-host-", dir="/tmp")[1]
+    inside = f"/tmp/secrun-fs-inside-{os.getpid()}"
+    try:
+        prof = profile(wdir, "tmp = true\n")
+        (listing, wrote, mode, mounts), _ = probe(
+            wdir, prof, ("list", "/tmp"), ("write", inside), ("mode", "/tmp"),
+            ("mountinfo", ""), user=user)
+        assert listing == [] and wrote == "ok" and mode == "0o1777"
+        tmp = [m for m in mounts if m["point"] == "/tmp"]
+        assert tmp[-1]["fstype"] == "tmpfs" and {"nosuid", "nodev"} <= set(tmp[-1]["opts"])
+        assert not os.path.exists(inside)
+    finally:
+        os.unlink(marker)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_fresh_proc_shows_only_the_sandbox(wdir, user):
+    prof = profile(wdir, "proc = true\n")
+    (pids, mounts), _ = probe(wdir, prof, ("pids", "/proc"), ("mountinfo", ""), user=user)
+    assert pids and max(pids) < 10, pids  # the init, the workload: a new pid namespace's /proc
+    proc = [m for m in mounts if m["point"] == "/proc"][-1]
+    assert proc["fstype"] == "proc" and proc["source"] == "secrun"
+    assert {"nosuid", "nodev", "noexec"} <= set(proc["opts"])
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_minimal_dev(wdir, user):
+    prof = profile(wdir, "dev = true\n")
+    (listing, pts, null_w, zero_r, full_w, shm_w, ptmx, pts_after, mounts), _ = probe(
+        wdir, prof, ("list", "/dev"), ("list", "/dev/pts"), ("write", "/dev/null"),
+        ("read", "/dev/zero"), ("write", "/dev/full"), ("write", "/dev/shm/x"),
+        ("ptmx", "/dev/ptmx"), ("list", "/dev/pts"), ("mountinfo", ""), user=user)
+    assert listing == MINIMAL_DEV  # no disks, no /dev/mem, nothing of the host's hardware
+    assert pts == ["ptmx"]  # a private devpts instance: none of the host's terminals
+    assert null_w == "ok" and full_w == "ENOSPC" and shm_w == "ok" and zero_r == "\0" * 4096
+    assert ptmx == 0 and "0" in pts_after  # the first pty of the private instance
+    points = {m["point"]: m for m in mounts}
+    assert points["/dev/pts"]["fstype"] == "devpts" and points["/dev/shm"]["fstype"] == "tmpfs"
+    assert {"nosuid", "nodev", "noexec"} <= set(points["/dev"]["opts"])
+
+
+# --- binds, tmpfs, hide, read-only paths, mount flags ------------------------------------------
+
+@pytest.mark.parametrize("user", USERS)
+def test_binds_read_write_and_read_only(wdir, user):
+    rw, ro = os.path.join(wdir, "rw"), os.path.join(wdir, "ro")
+    for d in (rw, ro):
+        os.mkdir(d)
+        os.chmod(d, 0o777)
+        write(d, "f", "host\n")
+    prof = profile(wdir, f"""
+        binds = ["{rw}:/tmp/rw:rw", {{ src = "{ro}", dst = "/tmp/ro" }}, "{rw}"]
+    """)
+    (rw_w, rw_same, ro_w, ro_r), _ = probe(
+        wdir, prof, ("write", "/tmp/rw/new", "from inside"), ("write", f"{rw}/same", "same"),
+        ("write", "/tmp/ro/new"), ("read", "/tmp/ro/f"), user=user)
+    assert rw_w == "ok" and ro_w == "EROFS" and ro_r == "host\n"
+    with open(os.path.join(rw, "new")) as f:
+        assert f.read() == "from inside"  # the write is visible on the host
+    assert rw_same == "EROFS"  # "SRC" alone: at its own path, read-only by default
+    assert not os.path.exists(os.path.join(ro, "new"))
+
+
+@needs_root
+def test_mount_flags_per_mount(wdir):
+    src = os.path.join(wdir, "src")
+    os.mkdir(src)
+    write(src, "run.sh", "#!/bin/sh\nexit 7\n", mode=0o755)
+    prof = profile(wdir, f"""
+        binds = ["{src}:/tmp/exec:rw,exec", "{src}:/tmp/noexec:rw,noexec"]
+        tmpfs = ["/tmp/t:size=1M,mode=700,noexec", {{ dst = "/tmp/u", options = ["exec"] }}]
+    """)
+    (ok, denied, mode, mounts), _ = probe(
+        wdir, prof, ("exec", "/tmp/exec/run.sh"), ("exec", "/tmp/noexec/run.sh"),
+        ("mode", "/tmp/t"), ("mountinfo", ""))
+    assert ok == 7 and denied == "EACCES" and mode == "0o700"
+    points = {m["point"]: m for m in mounts}
+    assert {"nosuid", "nodev", "noexec"} <= set(points["/tmp/t"]["opts"])
+    assert "noexec" not in points["/tmp/u"]["opts"]
+    assert "noexec" not in points["/tmp/exec"]["opts"]
+    assert {"nosuid", "nodev", "noexec"} <= set(points["/tmp/noexec"]["opts"])
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_hidden_paths_are_empty(wdir, user):
+    secret_dir = os.path.join(wdir, "secrets")
+    os.mkdir(secret_dir)
+    write(secret_dir, "key", "k")
+    secret_file = write(wdir, "token", "t")
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    write(share, "f", "shared")
+    prof = profile(wdir, f"""
+        hide = ["{secret_dir}", "{secret_file}", "{wdir}/missing"]
+        binds = ["{share}:{secret_dir}/share"]
+    """)
+    (listing, inner, key, token, w), _ = probe(
+        wdir, prof, ("list", secret_dir), ("read", f"{secret_dir}/share/f"),
+        ("read", f"{secret_dir}/key"), ("read", secret_file), ("write", f"{secret_dir}/x"),
+        user=user)
+    # Empty but for the bind placed inside it; the file reads as /dev/null; read-only.
+    assert listing == ["share"] and inner == "shared"
+    assert key == "ENOENT" and token == "" and w == "EROFS"
+
+
+@needs_root
+def test_read_only_paths(wdir):
+    rodir, other = os.path.join(wdir, "rodir"), os.path.join(wdir, "other")
+    os.mkdir(rodir)
+    os.mkdir(other)
+    prof = profile(wdir, f"""
+        read_only = false
+        read_only_paths = ["{rodir}", "/nonexistent/skipped"]
+    """)
+    (a, b), _ = probe(wdir, prof, ("write", f"{rodir}/x"), ("write", f"{other}/x"))
+    assert a == "EROFS" and b == "ok"
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_writable_cwd(wdir, user):
+    proj = os.path.join(wdir, "proj")
+    os.mkdir(proj)
+    os.chmod(proj, 0o777)
+    prof = profile(wdir, "writable_cwd = true\n")
+    (cwd, w, etc), _ = probe(wdir, prof, ("cwd", ""), ("write", "out.txt", "built"),
+                             ("write", "/etc/secrun-fs-test"), user=user, cwd=proj)
+    assert cwd == proj and w == "ok" and etc == "EROFS"
+    with open(os.path.join(proj, "out.txt")) as f:
+        assert f.read() == "built"
+
+
+@needs_root
+def test_writable_cwd_never_opens_the_whole_root(wdir):
+    prof = profile(wdir, "writable_cwd = true\n")
+    (w,), r = probe(wdir, prof, ("write", "/secrun-fs-test"), cwd="/")
+    assert w == "EROFS"
+    assert "working directory is /" in r.err
+
+
+# --- pivot_root into a given root ---------------------------------------------------------------
+
+def busybox_root(wdir):
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.fail("busybox (Debian busybox-static, deps/apt.txt) is not installed")
+    out = subprocess.run(["file", "-L", busybox], capture_output=True, text=True).stdout \
+        if shutil.which("file") else "statically linked"
+    assert "statically linked" in out or "static-pie" in out, out
+    root = os.path.join(wdir, "root")
+    for d in ("bin", "proc", "dev", "tmp", "data"):
+        os.makedirs(os.path.join(root, d))
+    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+    os.symlink("busybox", os.path.join(root, "bin", "sh"))
+    write(root, "hello", "inside the root\n")
+    return root
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_pivot_root_into_a_busybox_root(wdir, user):
+    root = busybox_root(wdir)
+    write(wdir, "host-marker", "host")
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    os.chmod(share, 0o777)
+    prof = profile(wdir, f"""
+        root = "{root}"
+        binds = ["{share}:/data:rw"]
+    """)
+    script = (f"busybox ls -a /; echo --; busybox ls -a /..; echo --; busybox cat /hello; "
+              f"busybox cat /proc/self/mountinfo; echo --; busybox pwd; "
+              f"busybox ls {wdir}/host-marker 2>&1; busybox touch /x 2>&1; "
+              f"echo hi > /data/from-inside; echo done")
+    r = run_secrun("--profile", prof, "--", "/bin/sh", "-c", script, user=user, cwd=wdir)
+    assert r.rc == 0, r
+    top, up, rest = r.out.split("--\n", 2)
+    entries = set(top.split())
+    assert entries == {".", "..", "bin", "proc", "dev", "tmp", "data", "hello"}
+    assert set(up.split()) == entries  # / is its own parent: nothing above the new root
+    assert "inside the root" in rest
+    mount_points = [line.split(" - ")[0].split()[4] for line in rest.split("--\n")[0]
+                    .splitlines() if " - " in line]
+    # The old root is detached: no mount outside the view is left in the mount table.
+    allowed = ("/", "/data", "/proc", "/dev", "/tmp")
+    assert all(p in allowed or p.startswith("/dev/") for p in mount_points), mount_points
+    tail = rest.split("--\n")[1]
+    assert tail.splitlines()[0] == "/"  # secrun's working directory is not in the root
+    assert "No such file or directory" in tail  # the host's files are unreachable
+    assert "Read-only file system" in tail
+    assert tail.rstrip().endswith("done")
+    with open(os.path.join(share, "from-inside")) as f:
+        assert f.read() == "hi\n"
+
+
+@needs_root
+def test_missing_mount_point_in_a_given_root_is_not_created(wdir):
+    root = busybox_root(wdir)
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    prof = profile(wdir, f"""
+        root = "{root}"
+        binds = ["{share}:/srv/data"]
+    """)
+    r = run_secrun("--profile", prof, "--", "/bin/sh", "-c", "echo ran")
+    assert r.rc == 125 and "ran" not in r.out
+    assert "stage 'mounts' failed in plugin 'filesystem'" in r.err and "/srv/data" in r.err
+    assert not os.path.exists(os.path.join(root, "srv"))
+
+
+# --- destinations never lead out of the root ----------------------------------------------------
+
+@needs_root
+@pytest.mark.parametrize("link", ["/etc", "../../../../../../etc"])
+def test_symlink_escape_on_a_bind_destination_is_refused(wdir, link):
+    root = busybox_root(wdir)
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    write(share, "passwd", "not the host's\n")
+    before = open("/etc/passwd").read()
+    os.symlink(link, os.path.join(root, "evil"))
+    prof = profile(wdir, f"""
+        root = "{root}"
+        binds = ["{share}/passwd:/evil/passwd:rw"]
+    """)
+    r = run_secrun("--profile", prof, "--", "/bin/sh", "-c", "echo ran")
+    assert r.rc == 125 and "ran" not in r.out
+    assert "[filesystem].binds" in r.err and "/evil/passwd" in r.err and "refused" in r.err
+    assert open("/etc/passwd").read() == before
+
+
+@needs_root
+def test_symlink_planted_after_planning_is_refused_when_mounting(wdir):
+    """The plan is cached; a symlink swapped in afterwards is caught by openat2 at mount time."""
+    root = busybox_root(wdir)
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    write(share, "f", "shared\n")
+    sub = os.path.join(root, "data", "sub")
+    os.mkdir(sub)
+    write(sub, "f", "")
+    prof = profile(wdir, f"""
+        root = "{root}"
+        binds = ["{share}/f:/data/sub/f"]
+    """)
+    r = run_secrun("--profile", prof, "--", "/bin/busybox", "cat", "/data/sub/f")
+    assert r.rc == 0 and r.out == "shared\n", r
+    os.rename(sub, sub + ".real")
+    os.symlink("/etc", sub)  # the root's directory mtime is not a plan dependency
+    r = run_secrun("--profile", prof, "--", "/bin/busybox", "cat", "/data/sub/f")
+    assert r.rc == 125, r
+    assert "stage 'mounts' failed in plugin 'filesystem'" in r.err
+    assert "/data/sub/f" in r.err and "refused" in r.err
+    assert not os.path.exists("/etc/f")
+
+
+@needs_root
+def test_symlink_in_a_host_path_destination_is_refused(wdir):
+    os.symlink("/etc", os.path.join(wdir, "link"))
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    prof = profile(wdir, f'binds = ["{share}:{wdir}/link/secrun-x"]\n')
+    r = run_secrun("--profile", prof, "--", "true")
+    assert r.rc == 125 and "[filesystem].binds" in r.err and "refused" in r.err, r
+
+
+# --- bad input: exit 125 before anything runs ----------------------------------------------------
+
+BAD = [
+    ('binds = ["/nonexistent/secrun-src:/tmp/x"]', "binds", "/nonexistent/secrun-src"),
+    ('binds = ["relative/src:/tmp/x"]', "binds", "relative/src"),
+    ('binds = ["/etc:tmp/x"]', "binds", "tmp/x"),
+    ('binds = ["/etc:/tmp/../../etc"]', "binds", "/tmp/../../etc"),
+    ('binds = ["/etc:/tmp/x:rw,bogus"]', "binds", "bogus"),
+    ('binds = [{ src = "/etc", into = "/x" }]', "binds", "into"),
+    ('tmpfs = ["run"]', "tmpfs", "run"),
+    ('tmpfs = ["/run:size"]', "tmpfs", "size"),
+    ('hide = ["home"]', "hide", "home"),
+    ('read_only_paths = ["/proc/../etc"]', "read_only_paths", "/proc/../etc"),
+    ('root = "relative/root"', "root", "relative/root"),
+    ('root = "/nonexistent/secrun-root"', "root", "/nonexistent/secrun-root"),
+    ('root_options = ["ro"]', "root_options", "ro"),
+]
+
+
+@pytest.mark.parametrize("body,key,word", BAD, ids=[b[0] for b in BAD])
+def test_bad_paths_exit_125_naming_key_and_path(wdir, body, key, word):
+    prof = profile(wdir, body + "\n")
+    before = mountinfo_host()
+    r = run_secrun("--profile", prof, "--", "echo", "ran")
+    assert r.rc == 125 and "ran" not in r.out, r
+    line = r.err.strip()
+    assert line.startswith("secrun: error: profile") and prof in line, r
+    assert f"[filesystem].{key}" in line and word in line, r
+    assert mountinfo_host() == before
+
+
+def test_needs_a_mount_namespace(wdir):
+    prof = profile(wdir, "tmp = true\n", ns="[namespaces]\nmount = false\n")
+    r = run_secrun("--profile", prof, "--", "echo", "ran")
+    assert r.rc == 125 and "ran" not in r.out
+    assert "[filesystem]" in r.err and "[namespaces].mount = true" in r.err
+
+
+# --- nothing left behind -------------------------------------------------------------------------
+
+@needs_root
+def test_nothing_left_mounted_after_100_runs(wdir):
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    hidden = os.path.join(wdir, "hidden")
+    os.mkdir(hidden)
+    prof = profile(wdir, f"""
+        writable_cwd = true
+        binds = ["{share}:/tmp/share:rw", "{share}:/tmp/share-ro"]
+        tmpfs = ["/tmp/t"]
+        hide = ["{hidden}", "/etc/shadow"]
+        read_only_paths = ["/proc/sys"]
+    """)
+    before = mountinfo_host()
+    for _ in range(100):
+        r = run_secrun("--profile", prof, "--", "true", cwd=wdir)
+        assert r.rc == 0, r
+    assert mountinfo_host() == before
+    assert os.listdir(share) == [] and os.listdir(hidden) == []
+
+
+# --- the bundled profiles -------------------------------------------------------------------------
+
+@needs_root
+def test_default_profile_root_read_only_but_working_directory(wdir):
+    proj = os.path.join(wdir, "proj")
+    os.mkdir(proj)
+    r = run_secrun("--profile", "default", "--", PY, "-c", PROBE, json.dumps(
+        [["write", "out"], ["write", "/etc/secrun-fs-test"], ["list", "/tmp"],
+         ["list", "/dev"]]), cwd=proj)
+    assert r.rc == 0, r
+    assert json.loads(r.out.splitlines()[-1]) == ["ok", "EROFS", [], MINIMAL_DEV]
+    assert os.path.exists(os.path.join(proj, "out"))
+
+
+@needs_root
+def test_strict_profile_masks(wdir):
+    import tomllib
+
+    with open(os.path.join(REPO, "profiles", "strict.toml"), "rb") as f:
+        fs = tomllib.load(f)["filesystem"]
+    masked = [p for p in fs["hide"] if os.path.lexists(p)]
+    assert "/proc/keys" in masked and "/sys/firmware" in masked and "/home" in masked
+    ops = [["list" if os.path.isdir(p) else "read", p] for p in masked]
+    ops += [["ro", p] for p in fs["read_only_paths"] if os.path.exists(p)]
+    ops += [["list", "/tmp"], ["list", "/dev"], ["list", "/run"], ["write", "/etc/secrun-fs-test"],
+            ["exists", "/proc/kcore"], ["mountinfo", ""]]
+    r = run_secrun("--profile", "strict", "--", PY, "-c", PROBE,
+                   json.dumps(ops), cwd="/")
+    assert r.rc == 0, r
+    res = json.loads(r.out.splitlines()[-1])
+    n = len(masked)
+    for path, got in zip(masked, res[:n], strict=True):
+        assert got in ([], ""), (path, got)  # empty directory or /dev/null
+    ro = res[n:len(ops) - 6]
+    assert ro and all(v is True for v in ro)  # /proc/sys and friends
+    tmp, dev, run, etc, kcore, mounts = res[len(ops) - 6:]
+    assert tmp == [] and dev == MINIMAL_DEV and run == [] and etc in ("EROFS", "EACCES")
+    if not os.path.exists("/proc/kcore"):
+        assert kcore is False  # not on this kernel; masked above where it exists
+    sysfs = [m for m in mounts if m["point"] == "/proc/sys"]
+    assert sysfs and "ro" in sysfs[-1]["opts"]
+    root = [m for m in mounts if m["point"] == "/"][-1]
+    assert {"ro", "nosuid", "nodev"} <= set(root["opts"])
+
+
+# --- the audit's claims hold in the live sandbox ------------------------------------------------
+
+def _live_rows(wdir, *args):
+    r = run_secrun("audit", "--live", *args, "--format", "json", cwd=wdir)
+    assert r.rc == 0, r
+    return [c for c in json.loads(r.out)["controls"] if c.get("plugin") == "filesystem"]
+
+
+@needs_root
+@pytest.mark.parametrize("name", ["default", "strict"])
+def test_audit_facts_hold_live_for_bundled_profiles(wdir, name):
+    rows = _live_rows(wdir, "--profile", name)
+    cats = {r["category"] for r in rows if r.get("category")}
+    assert cats == {"filesystem.root", "filesystem.home", "filesystem.tmp", "filesystem.dev",
+                    "filesystem.kernel"}
+    checked = [c for r in rows for c in r.get("checks", [])]
+    assert len(checked) == 5 and all(c["ok"] for c in checked), rows
+    facts = {c["fact"]: c["observed"] for c in checked}
+    assert facts["fs.root_writable"] == "no" and facts["fs.proc_sys"] == "ro"
+    assert facts["fs.home"] == ("hidden" if name == "strict" else "ro")
+
+
+@needs_root
+def test_audit_facts_hold_live_for_a_loose_view(wdir):
+    """The opposite claims (writable root, host /dev and /tmp, writable /proc/sys) are checked
+    as well, so the facts are not constant."""
+    prof = profile(wdir, "read_only = false\ndev = false\ntmp = false\nroot_options = []\n")
+    rows = _live_rows(wdir, "--profile", prof)
+    facts = {c["fact"]: (c["observed"], c["ok"]) for r in rows for c in r.get("checks", [])}
+    assert facts == {"fs.root_writable": ("yes", True), "fs.home": ("rw", True),
+                     "fs.tmp": ("host", True), "fs.dev": ("host", True),
+                     "fs.proc_sys": ("rw", True)}, rows
