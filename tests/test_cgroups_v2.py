@@ -1,0 +1,180 @@
+"""The ``cgroups`` plugin's v2 implementation, in the user-mode-linux guest (pure cgroup v2 with
+the cpu, io, memory and pids controllers; see ``tests/guest/run-guest-suites``).
+
+The cases are those of ``tests/test_cgroups.py`` (shared ``case_*`` functions), here against
+``memory.max``, ``pids.max``, ``cpu.max``, ``memory.events`` and ``cgroup.kill``.
+"""
+
+import os
+import subprocess
+
+import pytest
+from test_cgroups import (
+    CGFILE,
+    PY,
+    case_cpu_quota,
+    case_fork_bomb_contained,
+    case_gc_removes_orphans,
+    case_limit_below_usage,
+    case_no_leftovers,
+    case_oom_killed_and_reported,
+    case_sigkill_of_workload_leaves_nothing,
+    case_sigterm_leaves_nothing,
+    case_tracking_only_group_kills_leftovers,
+    case_unlimited_cpu_is_faster,
+    limits_profile,
+    secrun_groups,
+)
+
+from support import is_root, run_secrun
+
+CG = "/sys/fs/cgroup"
+
+
+def _pure_v2() -> bool:
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().split()
+        with open(os.path.join(CG, "cgroup.controllers")) as f:
+            ctrls = f.read().split()
+    except OSError:
+        return False
+    return lines == [lines[0]] and lines[0].startswith("0::") and \
+        {"memory", "pids", "cpu"} <= set(ctrls)
+
+
+pytestmark = [
+    pytest.mark.cgroup2,
+    pytest.mark.skipif(not (is_root and _pure_v2()),
+                       reason="needs root on a pure cgroup v2 host with memory, pids and cpu "
+                              "(the user-mode-linux guest: tests/guest/run-guest-suites)"),
+]
+
+
+def test_oom_killed_and_reported(write_profile):
+    case_oom_killed_and_reported(write_profile)
+
+
+def test_fork_bomb_contained(write_profile):
+    case_fork_bomb_contained(write_profile)
+
+
+def test_cpu_quota(write_profile):
+    case_cpu_quota(write_profile)
+
+
+def test_unlimited_cpu_is_faster(write_profile):
+    case_unlimited_cpu_is_faster(write_profile)
+
+
+def test_v2_limits_visible_inside(write_profile):
+    """The v2 files the limits were written to, read by the workload itself; the plugin
+    enabled the controllers in the parent's cgroup.subtree_control as a delegating manager."""
+    prof = limits_profile(write_profile, "cpu_weight = 200")
+    code = CGFILE + r'''
+for name in ("memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"):
+    print(name, open(cgfile("", name)).read().strip())
+own = open("/proc/self/cgroup").read().strip()
+print("group", own)
+parent = os.path.dirname(cgfile("", "cgroup.procs").rsplit("/", 1)[0])
+print("subtree", " ".join(sorted(open(parent + "/cgroup.subtree_control").read().split())))
+'''
+    r = run_secrun("-v", "--profile", prof, "--", PY, "-c", code)
+    assert r.rc == 0, r
+    vals = dict(line.split(None, 1) for line in r.out.splitlines())
+    assert vals["memory.max"] == str(50 << 20)
+    assert vals["memory.swap.max"] == "0"
+    assert vals["pids.max"] == "20"
+    assert vals["cpu.max"] == "20000 100000"
+    assert vals["cpu.weight"] == "200"
+    assert vals["group"].startswith("0::/secrun-"), r
+    assert {"cpu", "memory", "pids"} <= set(vals["subtree"].split()), r
+    assert "v2 layout" in r.err and "memory_max=50M" in r.err, r
+
+
+def test_audit_expectations_hold_inside(write_profile):
+    from secrun import plan as _plan
+    from secrun.context import Context
+    from secrun.plugins.cgroups import secrun_audit
+
+    prof = limits_profile(write_profile)
+    p = _plan.build([prof])
+    rows = secrun_audit(ctx=Context(p["config"], p["origins"], p["plan"]))
+    facts = {}
+    for row in rows:
+        assert row["status"] in ("enforced", "not-configured"), row
+        facts.update(row.get("expect", {}))
+    assert facts["cgroup.memory.max"] == str(50 << 20) and facts["cgroup.cpu.max"], facts
+    code = CGFILE + "import sys\nfor f in sys.argv[1:]:\n" \
+        "    print(f, open(cgfile('', f)).read().strip())\n"
+    r = run_secrun("--profile", prof, "--", PY, "-c", code,
+                   *[f.split(".", 1)[1] for f in facts])
+    assert r.rc == 0, r
+    seen = {"cgroup." + k: v for k, v in (line.split(None, 1) for line in r.out.splitlines())}
+    assert seen == facts
+
+
+def test_no_leftovers(write_profile):
+    # A launch costs ~0.85 s under user-mode-linux (its system calls are slow), so the guest
+    # runs 50 sequential launches; the host suite runs the full 200 (same cleanup code, v1).
+    case_no_leftovers(write_profile, sequential=50, concurrent=20)
+
+
+def test_sigterm_leaves_nothing(write_profile):
+    case_sigterm_leaves_nothing(write_profile)
+
+
+def test_sigkill_of_workload_leaves_nothing(write_profile):
+    case_sigkill_of_workload_leaves_nothing(write_profile)
+
+
+def test_gc_removes_orphans(write_profile):
+    case_gc_removes_orphans(write_profile)
+
+
+def test_limit_below_usage(write_profile):
+    case_limit_below_usage(write_profile)
+
+
+@pytest.fixture
+def delegated():
+    """A delegated subtree /secrun-test-N with the controllers available (enabled at the root),
+    as a service manager would hand one to secrun."""
+    d = os.path.join(CG, f"secrun-test-{os.getpid()}")
+    with open(os.path.join(CG, "cgroup.subtree_control"), "w") as f:
+        f.write("+memory +pids +cpu")
+    os.mkdir(d)
+    yield d
+    for root, _dirs, _ in os.walk(d, topdown=False):
+        os.rmdir(root)
+
+
+def test_named_parent(write_profile, delegated):
+    prof = limits_profile(write_profile, f'parent = "{delegated[len(CG):]}"')
+    r = run_secrun("--profile", prof, "--", "cat", "/proc/self/cgroup")
+    assert r.rc == 0, r
+    assert r.out.startswith(f"0::{delegated[len(CG):]}/secrun-"), r
+    assert os.listdir(delegated) and not [x for x in os.listdir(delegated)
+                                          if x.startswith("secrun-")]
+
+
+def test_parent_with_processes_is_refused_clearly(write_profile, delegated):
+    """cgroup v2's no-internal-processes rule: controllers cannot be enabled below a group
+    that holds processes; the launch stops naming the file and the reason."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(os.path.join(delegated, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        prof = limits_profile(write_profile, f'parent = "{delegated[len(CG):]}"')
+        r = run_secrun("--profile", prof, "--", "echo", "ran")
+        assert r.rc == 125 and "ran" not in r.out, r
+        assert f"{delegated}/cgroup.subtree_control" in r.err, r
+        assert "no internal processes" in r.err, r
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert secrun_groups() == [] or all(not g.startswith(delegated) for g in secrun_groups())
+
+
+def test_tracking_only_group_kills_leftovers(write_profile):
+    case_tracking_only_group_kills_leftovers(write_profile)
