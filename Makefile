@@ -1,14 +1,16 @@
 # secrun — one entry point for setting up, running, testing and benchmarking.
 #   make run    set everything up, run the bundled example under `strict`, and audit it
 #   make test   set everything up and run the whole test suite (host, then the guest suites)
-PYTHON ?= python3
+# The venv's interpreter must be runnable by unprivileged users too (rootless launches and
+# their tests): Debian's /usr/bin/python3, not one under root's 0700 home directory.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup apt venv relink bytecode run test test-host test-guest bench docs check lint clean
+.PHONY: setup apt venv relink bytecode run test test-host test-guest bench bench-quick docs check lint clean
 
 setup: apt venv
 
@@ -61,8 +63,12 @@ lint: setup
 	$(BIN)/ruff check core plugins tests
 	$(BIN)/mypy
 
+# Launch latency, throughput, memory and seccomp overhead against the peers (docs/benchmarks.md).
 bench: setup
 	$(PY) bench/bench.py
+
+bench-quick: setup
+	$(PY) bench/bench.py --quick
 
 # Refresh the editable install's link tree after adding a file under core/, plugins/ or
 # profiles/ (serialised: several developers may run it at once).
