@@ -2,6 +2,11 @@
 
 import os
 import sys
+from time import perf_counter
+
+# When secrun started (close enough: this module is imported first thing on every launch);
+# -v prefixes each line with the milliseconds since then.
+T0 = perf_counter()
 
 
 class Context:
@@ -65,9 +70,9 @@ class Context:
         sys.stderr.write(f"secrun: {text}\n")
 
     def log(self, text):
-        """Verbose (-v) diagnostics."""
+        """Verbose (-v) diagnostics, with the time since secrun started."""
         if self.verbose:
-            sys.stderr.write(f"secrun: {text}\n")
+            sys.stderr.write(f"secrun: {(perf_counter() - T0) * 1000:7.2f} ms  {text}\n")
 
     def depends_on(self, path):
         """At planning time: the compiled plan depends on this file; a change invalidates it."""

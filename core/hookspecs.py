@@ -144,8 +144,7 @@ def secrun_after_fork(ctx):
     """Stage ``after_fork``. Runs in: the secrun supervisor; ``ctx.pid`` is the child's pid.
 
     May assume: the child has finished ``user_namespace`` and is blocked on the sync pipe; it
-    runs no further code until every ``after_fork`` hook has returned.  Attach cgroups and write
-    uid/gid maps here.
+    runs no further code until every ``after_fork`` hook has returned.  Write uid/gid maps here.
     """
 
 
@@ -153,7 +152,8 @@ def secrun_after_fork(ctx):
 def secrun_namespaces(ctx):
     """Stage ``namespaces``. Runs in: the child, after the parent's ``after_fork``.
 
-    May assume: the child is in its cgroup and its user namespace is mapped.  A plugin that
+    May assume: the child's user namespace is mapped.  It is not yet in its cgroups (see
+    ``secrun_attach``), so a cgroup namespace belongs in ``hostname``.  A plugin that
     creates a pid or time namespace sets ``ctx.fork_after_namespaces = True``; the core then
     forks, so that later stages run in the new namespaces, and keeps a minimal init as pid 1.
     """
@@ -164,6 +164,17 @@ def secrun_mounts(ctx):
     """Stage ``mounts``. Runs in: the child (pid 1 of a new pid namespace, if one was made).
 
     May assume: all namespaces exist.  Build the filesystem view here.
+    """
+
+
+@hookspec
+def secrun_attach(ctx):
+    """Stage ``attach``. Runs in: the secrun supervisor; ``ctx.pid`` is the process that will
+    exec the workload (pid 1 of a new pid namespace if one was made, else the child).
+
+    May assume: the child has finished ``namespaces`` (and forked into its pid namespace); it
+    runs ``mounts`` meanwhile and waits for this stage before ``hostname``, so no workload code
+    runs before this stage is done.  Attach cgroups here.
     """
 
 

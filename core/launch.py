@@ -146,6 +146,7 @@ def _set_subreaper():
 def run(plan: dict, argv: list, verbose: int = 0, env=None) -> int:
     """Launch ``argv`` under ``plan``; returns secrun's exit status."""
     ctx = Context(plan["config"], plan["origins"], plan["plan"], argv, env, verbose)
+    ctx.log("plan ready")
     dispatch = plan["dispatch"]
     sup = _Supervisor()
     sup.install()
@@ -183,6 +184,7 @@ def _launch(ctx, dispatch, sup) -> int:
         _set_subreaper()
     sys.stdout.flush()
     sys.stderr.flush()
+    ctx.log("fork")
     pid = os.fork()
     if pid == 0:
         _child(ctx, dispatch, (r_status, w_status, r_go, w_go, r_final, w_final))
@@ -195,22 +197,42 @@ def _launch(ctx, dispatch, sup) -> int:
     exec_error = None
     waited = [pid]  # processes to reap: the child, and pid 1 of a new pid namespace
 
+    need_attach = "attach" in dispatch
+    go_open = True
+
+    def release(byte):
+        nonlocal go_open
+        if byte:
+            os.write(w_go, byte)
+        if not byte or byte == b"a" or not need_attach:
+            os.close(w_go)  # EOF without the byte: the child exits without running anything
+            go_open = False
+
+    def attach():
+        # The process that goes on to exec (pid 1 of a new pid namespace, or the child) is
+        # known now: run the parent's attach stage while the child builds its filesystem
+        # view, then release it into the stages after `attach`.
+        try:
+            call_stage(ctx, dispatch, "attach")
+        except StageFailure as f:
+            release(None)
+            return f.line()
+        release(b"a")
+        return None
+
     rec = records.next()
     while rec is not None and rec[0] == "warn":
         sys.stderr.write(f"secrun: warning: {rec[1]}\n")
         rec = records.next()
     if rec is None or rec[0] != "ready":
         failure = _record_failure(rec)
-        os.close(w_go)
     else:
         try:
             call_stage(ctx, dispatch, "after_fork")
         except StageFailure as f:
             failure = f.line()
-            os.close(w_go)  # EOF without the byte: the child exits without running anything
         else:
-            os.write(w_go, b"g")
-            os.close(w_go)
+            release(b"g")
         while failure is None:
             rec = records.next()
             if rec is None:
@@ -224,10 +246,16 @@ def _launch(ctx, dispatch, sup) -> int:
                 _reap(pid)
                 waited = [rec[1]]
                 ctx.pid = sup.target = rec[1]
+                if need_attach:
+                    failure = attach()
+            elif kind == "attach":
+                failure = attach()
             elif kind == "exec_error":
                 exec_error = rec
             else:
                 failure = _record_failure(rec)
+    if go_open:
+        os.close(w_go)
     os.close(r_status)
 
     if failure is not None:
@@ -351,24 +379,33 @@ def _child(ctx, dispatch, fds) -> None:
         ctx.in_child = True
         ctx._warn_sink = lambda text: _send(w_status, ("warn", text))
         init = False
+        need_attach = "attach" in dispatch
         for stage in CHILD_STAGES:
             if stage == "seccomp":
                 # Nothing but 0-2 and our own pipes may reach the workload.
                 _close_fds(keep=(w_status, w_final))
+            elif stage == "hostname" and need_attach:
+                # Sync: the parent's attach stage (cgroup attach) ran while we built the
+                # filesystem view; nothing after this point may run outside the groups.
+                if os.read(r_go, 1) != b"a":
+                    os._exit(EXIT_FAILED)
             call_stage(ctx, dispatch, stage)
             if stage == "user_namespace":
-                # Sync: the parent runs after_fork (cgroup attach, uid/gid maps) now.
+                # Sync: the parent runs after_fork (uid/gid maps) now.
                 _send(w_status, ("ready",))
                 if os.read(r_go, 1) != b"g":
                     os._exit(EXIT_FAILED)
-                os.close(r_go)
-            elif stage == "namespaces" and ctx.fork_after_namespaces:
-                # A new pid/time namespace applies to the next child: continue there, as pid 1.
-                pid = os.fork()
-                if pid:
-                    _send(w_status, ("pid", pid))
-                    os._exit(0)
-                init = True
+            elif stage == "namespaces":
+                if ctx.fork_after_namespaces:
+                    # A new pid/time namespace applies to the next child: continue there, as
+                    # pid 1.  The parent learns its pid from the record and attaches it.
+                    pid = os.fork()
+                    if pid:
+                        _send(w_status, ("pid", pid))
+                        os._exit(0)
+                    init = True
+                elif need_attach:
+                    _send(w_status, ("attach",))
                 # pid 1 of a new pid namespace: the kernel drops a signal for which pid 1 has
                 # no handler, so until the workload runs a forwarded signal aborts the setup
                 # (as it kills the child when there is no pid namespace).
@@ -405,6 +442,7 @@ def _exec(ctx, w_status) -> None:
     """execve the workload, searching the sandbox's PATH like execvp.  (Not os.execvpe: it
     imports ``warnings`` lazily, which may be unreachable inside the sandbox's filesystem.)"""
     prog = ctx.argv[0]
+    ctx.log(f"exec {prog}")
     err = 2  # ENOENT
     if "/" in prog:
         candidates = [prog]

@@ -22,9 +22,8 @@ STAGES = (
      "First thing after fork: the user namespace must exist before the parent writes its uid/gid "
      "maps and before any other namespace is created, so that those are owned by it."),
     ("after_fork", PARENT,
-     "The parent acts on the waiting child: cgroup attach (before the child creates its cgroup "
-     "namespace and before it runs any workload code) and uid/gid maps.  The child blocks on the "
-     "sync pipe until this stage is done."),
+     "The parent acts on the waiting child: uid/gid maps, which every later stage needs.  The "
+     "child blocks on the sync pipe until this stage is done."),
     ("namespaces", CHILD,
      "The remaining namespaces (mount, pid, net, uts, ipc, cgroup, time), now owned by the user "
      "namespace and rooted at the child's cgroup.  A new pid or time namespace applies to the next "
@@ -32,8 +31,15 @@ STAGES = (
     ("mounts", CHILD,
      "The filesystem view: needs the mount namespace, and /proc needs the new pid namespace, so "
      "it follows them; it precedes everything that opens paths inside the sandbox."),
+    ("attach", PARENT,
+     "The parent attaches the process that will exec (pid 1 of a new pid namespace, known only "
+     "after the fork above) to per-run resources such as cgroups.  It runs while the child "
+     "builds its filesystem view, because a cgroup migration can wait a kernel RCU grace period "
+     "(5-15 ms); the child waits for it before the next stage, so it creates its cgroup "
+     "namespace inside its group and no workload code ever runs outside it."),
     ("hostname", CHILD,
-     "Needs the UTS namespace; cheap and independent, done while still privileged."),
+     "Needs the UTS namespace; done while still privileged.  Also where the cgroup namespace is "
+     "created: the first child stage after `attach`."),
     ("rlimits", CHILD,
      "Process attributes (rlimits, umask, working directory, environment): need the final "
      "filesystem view and must be set while still privileged (raising a hard limit needs "

@@ -1,8 +1,9 @@
 """The ``cgroups`` plugin: memory, swap, pids, CPU and io limits in a fresh cgroup per run.
 
 Section ``[cgroups]``.  Stages: ``prepare`` (parent, before fork: create the run's group(s) and
-write the limits), ``after_fork`` (parent: move the waiting child into them, so the workload
-runs no code of its own outside its group), ``cleanup`` (kill whatever is left, remove the
+write the limits), ``attach`` (parent: move the process that will exec into them while it
+builds its filesystem view; it waits for this before its next stage, so the workload runs no
+code of its own outside its group), ``cleanup`` (kill whatever is left, remove the
 groups, report OOM kills and a hit pids limit).  ``secrun cgroups gc`` removes groups left
 behind by a secrun that was SIGKILLed.
 
@@ -14,21 +15,22 @@ Layouts, detected at run time from ``/proc/self/mountinfo`` and ``/proc/self/cgr
   tree tracks the run, so ``cgroup.kill`` removes the whole process tree at cleanup.
 
 Both managers have the same interface (:class:`Manager`): ``create``, ``apply``, ``add_task``,
-``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<8 hex>`` (:data:`NAME_RE`),
+``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<8 hex>`` (:data:`NAME_PATTERN`),
 so ``gc`` can tell a group whose secrun is gone.
 
 This module imports only ``os`` and ``re`` at load time; the launch path stays cheap.
 """
 
 import os
-import re
+import sys
 
 from secrun import hookimpl
 from secrun.errors import ConfigError, SetupError
 from secrun.schema import Field, Section
 
 SECTION = "cgroups"
-NAME_RE = re.compile(r"^secrun-(\d+)-([0-9a-f]{8})$")
+NAME_PATTERN = r"^secrun-(\d+)-([0-9a-f]{8})$"  # compiled where needed: `re` is kept off the
+# launch path (with enum and functools it costs ~8 ms of every launch)
 CPU_PERIOD_US = 100_000
 # Controllers (the v2 names; v1 calls io "blkio") each limit needs.
 CONTROLLER_OF = {"memory_max": "memory", "swap_max": "memory", "pids_max": "pids",
@@ -36,7 +38,7 @@ CONTROLLER_OF = {"memory_max": "memory", "swap_max": "memory", "pids_max": "pids
 LIMIT_KEYS = ("memory_max", "swap_max", "pids_max", "cpu_max", "cpu_weight", "io_weight")
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$")
+_SIZE_PATTERN = r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$"
 
 
 # --- units -----------------------------------------------------------------------------------
@@ -56,7 +58,9 @@ def parse_size(value):
         return "max"
     if text.startswith("-"):
         raise ValueError(f"negative limit {value!r}")
-    m = _SIZE_RE.match(text)
+    import re
+
+    m = re.match(_SIZE_PATTERN, text)
     if not m:
         raise ValueError(f"{value!r} is not a size such as \"512M\", \"2G\" or \"max\"")
     num, unit = m.groups()
@@ -273,7 +277,11 @@ def detect(pid="self") -> Layout:
 
 
 def _unescape(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s) if "\\" in s else s
+    if "\\" not in s:
+        return s
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
 def _below(path, root):
@@ -502,15 +510,64 @@ def secrun_prepare(ctx):
         m.create()
     for m in mgrs:
         st["applied"] += m.apply(plan, ctx)
+    # After creating and limiting the groups: the warm-up holds the kernel's cgroup_mutex while
+    # it waits, which mkdir and limit writes need too.
+    st["warm"] = _start_warmup(layout)
     ctx.log(f"cgroups: {layout.kind} layout; groups "
             + ", ".join(d for m in mgrs for d in m.dirs) + f"; {limits_text(plan)}")
 
 
+def _start_warmup(layout):
+    """Start the kernel's cgroup-migration slow path early, off the critical path.
+
+    Moving a task between cgroups takes the kernel's global ``cgroup_threadgroup_rwsem`` for
+    writing, and the first writer after a quiet spell waits a full RCU grace period (5-15 ms
+    here) before it gets it; writers shortly after that do not wait.  So, as early as
+    possible, a helper thread of the supervisor rewrites the supervisor's own pid into the
+    ``cgroup.procs`` of the group it is already in (a migration that moves nothing).  The
+    grace period then elapses while the supervisor prepares and forks, and attaching the child
+    in ``attach`` is fast.  The lock is released when the thread is done."""
+    import _thread
+
+    own = next(iter(layout.v1.values()), None) or layout.v2
+    if own is None:
+        return None
+    path = os.path.join(own[0], own[1].lstrip("/"), "cgroup.procs")
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def warm():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # only an optimisation: the real attach reports real errors
+        finally:
+            done.release()
+
+    # The thread needs the GIL for the few bytecodes before its syscall: have the supervisor
+    # hand it over within 0.1 ms rather than after the default 5 ms switch interval.
+    sys.setswitchinterval(1e-4)
+    _thread.start_new_thread(warm, ())
+    return done
+
+
+def _join_warmup(st):
+    done = st.pop("warm", None)
+    if done is not None:
+        done.acquire()
+        sys.setswitchinterval(0.005)
+
+
 @hookimpl
-def secrun_after_fork(ctx):
+def secrun_attach(ctx):
     st = ctx.state.get(SECTION)
     if not st or not st["managers"]:
         return
+    _join_warmup(st)
     _check_usage(ctx, st)
     for m in st["managers"]:
         m.add_task(ctx.pid)
@@ -537,6 +594,8 @@ def _check_usage(ctx, st):
 @hookimpl
 def secrun_cleanup(ctx):
     st = ctx.state.get(SECTION)
+    if st:
+        _join_warmup(st)
     if not st or not st["managers"]:
         return
     plan = ctx.plan[SECTION]
@@ -686,6 +745,8 @@ def orphaned(pid: int) -> bool:
 
 def find_groups(layout=None):
     """Every ``secrun-<pid>-<hex>`` group in every mounted hierarchy: [(path, pid)]."""
+    import re
+
     layout = layout or detect()
     mounts = {m for m, _ in layout.v1.values()}
     if layout.v2:
@@ -695,7 +756,7 @@ def find_groups(layout=None):
         for root, dirs, _files in os.walk(mnt):
             keep = []
             for d in dirs:
-                m = NAME_RE.match(d)
+                m = re.match(NAME_PATTERN, d)
                 if m:
                     found.append((os.path.join(root, d), int(m.group(1))))
                 else:

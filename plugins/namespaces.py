@@ -47,9 +47,6 @@ ORDER = (
     ("mount", "mnt", CLONE_NEWNS,
      "first: its propagation is made slave at once, so no mount made by anything that follows "
      "(the filesystem plugin, the workload) can propagate back to the host"),
-    ("cgroup", "cgroup", CLONE_NEWCGROUP,
-     "after the supervisor attached the child to its cgroup (after_fork), so the namespace's "
-     "root is the sandbox's own cgroup, not secrun's"),
     ("uts", "uts", CLONE_NEWUTS,
      "independent; the hostname is set later, in the hostname stage"),
     ("ipc", "ipc", CLONE_NEWIPC,
@@ -60,6 +57,9 @@ ORDER = (
      "last with time: it applies only to children, so the core forks right after this stage"),
     ("time", "time", CLONE_NEWTIME,
      "last with pid: it applies only to children (offsets could be written before that fork)"),
+    ("cgroup", "cgroup", CLONE_NEWCGROUP,
+     "not in the namespaces stage but in the hostname stage, the first after the supervisor's "
+     "attach stage: the namespace's root is then the sandbox's own cgroup, not secrun's"),
 )
 FLAG_NAMES = {CLONE_NEWUSER: "CLONE_NEWUSER", CLONE_NEWNS: "CLONE_NEWNS",
               CLONE_NEWCGROUP: "CLONE_NEWCGROUP", CLONE_NEWUTS: "CLONE_NEWUTS",
@@ -281,22 +281,27 @@ def secrun_namespaces(ctx):
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     for key, _ns, flag in plan["unshare"]:
-        try:
-            _unshare(flag)
-            if flag == CLONE_NEWNS:
-                _mount_slave()
-            elif flag == CLONE_NEWNET:
-                _loopback_up()
-        except Exception as exc:  # noqa: BLE001 - best-effort: report each one and go on
-            if required:
-                raise
-            from secrun.errors import describe_oserror
+        if flag != CLONE_NEWCGROUP:  # see ORDER: made in the hostname stage
+            _make(ctx, key, flag, required)
 
-            ctx.warn(f"namespaces: {key} namespace: {describe_oserror(exc)}")
-            continue
-        _state(ctx).setdefault("made", []).append(key)
-        if flag in (CLONE_NEWPID, CLONE_NEWTIME):
-            ctx.fork_after_namespaces = True
+
+def _make(ctx, key, flag, required) -> None:
+    try:
+        _unshare(flag)
+        if flag == CLONE_NEWNS:
+            _mount_slave()
+        elif flag == CLONE_NEWNET:
+            _loopback_up()
+    except Exception as exc:  # noqa: BLE001 - best-effort: report each one and go on
+        if required:
+            raise
+        from secrun.errors import describe_oserror
+
+        ctx.warn(f"namespaces: {key} namespace: {describe_oserror(exc)}")
+        return
+    _state(ctx).setdefault("made", []).append(key)
+    if flag in (CLONE_NEWPID, CLONE_NEWTIME):
+        ctx.fork_after_namespaces = True
 
 
 def _mount_slave() -> None:
@@ -330,6 +335,9 @@ def _loopback_up() -> None:
 @hookimpl
 def secrun_hostname(ctx):
     plan = ctx.plan[SECTION]
+    for key, _ns, flag in plan["unshare"]:
+        if flag == CLONE_NEWCGROUP:
+            _make(ctx, key, flag, ctx.required(SECTION))
     if plan["hostname"] is None:
         return
     if "uts" not in _state(ctx).get("made", ()):

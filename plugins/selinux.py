@@ -23,7 +23,6 @@ with EACCES/EPERM and secrun reports it.
 """
 
 import os
-import re
 
 from secrun import hookimpl
 from secrun.errors import ConfigError, NotAvailable, SetupError
@@ -32,11 +31,17 @@ from secrun.schema import Field, Section
 SECTION = "selinux"
 LSM_LIST = "/sys/kernel/security/lsm"
 SELINUXFS = "/sys/fs/selinux"
-_IDENT = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_LEVEL_CHARS = _IDENT_CHARS | frozenset(",:")
+
+
+def _ident(value, chars=_IDENT_CHARS):
+    """A non-empty name of the given characters (no `re`: it costs ms on the launch path)."""
+    return bool(value) and all(c in chars for c in value)
 
 
 def _check_type(value):
-    if value and not _IDENT.match(value):
+    if value and not _ident(value):
         raise ValueError(f"{value!r} is not an SELinux type name (letters, digits, _ . -)")
 
 
@@ -54,9 +59,9 @@ def secrun_profile_sections():
 def _split(context):
     """user, role, type, level ('' without MLS) of a context string, or None."""
     parts = context.split(":", 3)
-    if len(parts) < 3 or not all(_IDENT.match(p) for p in parts[:3]):
+    if len(parts) < 3 or not all(_ident(p) for p in parts[:3]):
         return None
-    if len(parts) == 4 and not re.match(r"[A-Za-z0-9_.,:\-]+\Z", parts[3]):
+    if len(parts) == 4 and not _ident(parts[3], _LEVEL_CHARS):
         return None
     return parts + [""] * (4 - len(parts))
 

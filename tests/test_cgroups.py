@@ -301,7 +301,7 @@ def case_limit_below_usage(write_profile):
     assert r.rc == 125, r
     assert "ran" not in r.out
     assert "[cgroups].memory_max = 1M" in r.err and "current usage" in r.err, r
-    assert "stage 'after_fork' failed in plugin 'cgroups'" in r.err, r
+    assert "stage 'attach' failed in plugin 'cgroups'" in r.err, r
 
 
 @pytest.mark.parametrize("key,value,words", [
