@@ -20,14 +20,16 @@ namespace mapping that user (to itself, or to root inside with ``user_map = "roo
 other namespace can be created inside it.  Without one, a namespace that needs CAP_SYS_ADMIN
 fails with a message saying so and naming the key to set.
 
-Kept cheap on the launch path: ``ctypes`` (through :mod:`secrun.kernel`), ``_socket`` and
-``fcntl`` are imported only by the stages that need them.
+Kept cheap on the launch path: only ``ctypes`` (through :mod:`secrun.kernel`), which the
+core imports before fork; loopback is brought up with libc's socket and ioctl.
 """
 
+import ctypes
 import os
 
 from secrun import hookimpl
 from secrun.errors import ConfigError, SetupError
+from secrun.kernel import check, libc
 from secrun.schema import Field, Section
 
 SECTION = "namespaces"
@@ -177,10 +179,8 @@ def secrun_compile(ctx):
 # --- launching ------------------------------------------------------------------------------------
 
 def _unshare(flag: int) -> None:
-    from secrun.kernel import libc
 
     if libc.unshare(flag) != 0:
-        import ctypes
 
         err = ctypes.get_errno()
         raise _unshare_error(flag, err)
@@ -275,9 +275,6 @@ def secrun_namespaces(ctx):
         # The child is host root, which the range does not map: become the namespace's root,
         # i.e. the range's first (unprivileged) host id, before creating anything.  Modules
         # this stage needs are imported first: the new uid may not read secrun's own files.
-        if plan["net"] != "host":
-            import _socket  # noqa: F401
-            import fcntl  # noqa: F401
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     for key, _ns, flag in plan["unshare"]:
@@ -307,29 +304,24 @@ def _make(ctx, key, flag, required) -> None:
 def _mount_slave() -> None:
     """Cut propagation from the new mount namespace back to the host (host mounts still
     propagate in).  The filesystem plugin may make it private afterwards."""
-    from secrun.kernel import check, libc
 
     check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None),
           "mount(/, MS_REC|MS_SLAVE)")
 
 
 def _loopback_up() -> None:
-    """Set IFF_UP on ``lo`` in the new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
-    import _socket
-    import fcntl
+    """Set IFF_UP on ``lo`` in the new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS), with
+    libc's socket and ioctl: the ``socket`` module would cost ~1 ms of import."""
 
-    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
+    fd = check(libc.socket(2, 2 | 0o2000000, 0), "socket(AF_INET, SOCK_DGRAM)")  # CLOEXEC
     try:
-        name = b"lo".ljust(16, b"\0")
-        try:
-            ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, name + bytes(24))
-            flags = int.from_bytes(ifr[16:18], "little") | IFF_UP
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, name + flags.to_bytes(2, "little")
-                        + bytes(22))
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, "ioctl(lo, SIOCSIFFLAGS IFF_UP)") from None
+        ifr = ctypes.create_string_buffer(b"lo".ljust(40, b"\0"), 40)
+        check(libc.ioctl(fd, SIOCGIFFLAGS, ifr), "ioctl(lo, SIOCGIFFLAGS)")
+        flags = int.from_bytes(ifr.raw[16:18], "little") | IFF_UP
+        ctypes.memmove(ctypes.addressof(ifr) + 16, flags.to_bytes(2, "little"), 2)
+        check(libc.ioctl(fd, SIOCSIFFLAGS, ifr), "ioctl(lo, SIOCSIFFLAGS IFF_UP)")
     finally:
-        s.close()
+        os.close(fd)
 
 
 @hookimpl
@@ -342,7 +334,6 @@ def secrun_hostname(ctx):
         return
     if "uts" not in _state(ctx).get("made", ()):
         return  # best-effort and the UTS namespace failed: never rename the host
-    from secrun.kernel import check, libc
 
     name = plan["hostname"].encode()
     check(libc.sethostname(name, len(name)), f"sethostname({plan['hostname']})")
