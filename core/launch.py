@@ -185,13 +185,17 @@ def _launch(ctx, dispatch, sup) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     ctx.log("fork")
+    # Forwarded signals stay pending across the fork until each side has its own handlers:
+    # the supervisor's forward to the child; the child's abort the setup (see _child).
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
         _child(ctx, dispatch, (r_status, w_status, r_go, w_go, r_final, w_final))
+    ctx.pid = sup.target = pid
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
     os.close(w_status)
     os.close(r_go)
     os.close(w_final)
-    ctx.pid = sup.target = pid
     records = _Records(r_status)
     failure = None
     exec_error = None
@@ -203,7 +207,10 @@ def _launch(ctx, dispatch, sup) -> int:
     def release(byte):
         nonlocal go_open
         if byte:
-            os.write(w_go, byte)
+            try:
+                os.write(w_go, byte)
+            except BrokenPipeError:
+                pass  # the child already failed: its error record is on the status pipe
         if not byte or byte == b"a" or not need_attach:
             os.close(w_go)  # EOF without the byte: the child exits without running anything
             go_open = False
@@ -272,11 +279,11 @@ def _launch(ctx, dispatch, sup) -> int:
             return _fail(f.line())
 
     status = _reap(waited[0])
-    if waited[0] != pid or exec_error is not None:
-        # pid 1 (the minimal init) passes on the workload's own raw status
-        final = _read_all(r_final)
-        if final:
-            status = marshal.loads(final)
+    # pid 1 (the minimal init), if there is one, passes on the workload's own raw status; the
+    # pipe is empty otherwise (its other ends closed at exec or exit)
+    final = _read_all(r_final)
+    if final:
+        status = marshal.loads(final)
     os.close(r_final)
     ctx.status = status
     if exec_error is not None:
@@ -371,14 +378,16 @@ def _child(ctx, dispatch, fds) -> None:
     """Runs in the forked child; never returns."""
     r_status, w_status, r_go, w_go, r_final, w_final = fds
     try:
+        # pid 1 already if a plugin made the pid namespace before fork: stay as its init
+        init = os.getpid() == 1
         for s in FORWARDED:
-            _signal.signal(s, _signal.SIG_DFL)
+            _signal.signal(s, _abort_setup if init else _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
         os.close(r_status)
         os.close(w_go)
         os.close(r_final)
         ctx.in_child = True
         ctx._warn_sink = lambda text: _send(w_status, ("warn", text))
-        init = False
         need_attach = "attach" in dispatch
         for stage in CHILD_STAGES:
             if stage == "seccomp":
@@ -404,13 +413,9 @@ def _child(ctx, dispatch, fds) -> None:
                         _send(w_status, ("pid", pid))
                         os._exit(0)
                     init = True
+                    _guard_pid1()
                 elif need_attach:
                     _send(w_status, ("attach",))
-                # pid 1 of a new pid namespace: the kernel drops a signal for which pid 1 has
-                # no handler, so until the workload runs a forwarded signal aborts the setup
-                # (as it kills the child when there is no pid namespace).
-                for s in FORWARDED:
-                    _signal.signal(s, _abort_setup)
         if init:
             _init(ctx, w_status, w_final)
         _exec(ctx, w_status)
@@ -462,6 +467,14 @@ def _exec(ctx, w_status) -> None:
 
 def _abort_setup(sig, frame):
     os._exit(128 + sig)
+
+
+def _guard_pid1() -> None:
+    """pid 1 of a new pid namespace: the kernel drops a signal for which pid 1 has no
+    handler, so until the workload runs a forwarded signal aborts the setup (as it kills the
+    child when there is no pid namespace)."""
+    for s in FORWARDED:
+        _signal.signal(s, _abort_setup)
 
 
 def _init(ctx, w_status, w_final) -> None:

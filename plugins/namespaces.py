@@ -25,6 +25,7 @@ core imports before fork; loopback is brought up with libc's socket and ioctl.
 """
 
 import ctypes
+import errno
 import os
 
 from secrun import hookimpl
@@ -179,17 +180,12 @@ def secrun_compile(ctx):
 # --- launching ------------------------------------------------------------------------------------
 
 def _unshare(flag: int) -> None:
-
     if libc.unshare(flag) != 0:
-
-        err = ctypes.get_errno()
-        raise _unshare_error(flag, err)
+        raise _unshare_error(flag, ctypes.get_errno())
 
 
 def _unshare_error(flag, err) -> Exception:
     """The error for a failed unshare, with the hint that makes it actionable."""
-    import errno
-
     what = f"unshare({FLAG_NAMES.get(flag, hex(flag))})"
     text = f"{os.strerror(err)} ({errno.errorcode.get(err, err)})"
     euid = os.geteuid()
@@ -207,6 +203,71 @@ def _unshare_error(flag, err) -> Exception:
 
 def _state(ctx) -> dict:
     return ctx.state.setdefault(SECTION, {})
+
+
+FOR_CHILDREN = {CLONE_NEWPID: "pid_for_children", CLONE_NEWTIME: "time_for_children"}
+
+
+def _early(plan) -> list:
+    """The pid and time namespaces secrun makes itself, before fork: those requested when
+    this launch makes no user namespace (they could not be owned by it otherwise)."""
+    if _wants_user(plan):
+        return []
+    return [(key, flag) for key, _ns, flag in plan["unshare"] if flag in FOR_CHILDREN]
+
+
+@hookimpl(trylast=True)
+def secrun_prepare(ctx):
+    """Without a user namespace, make the pid and time namespaces in secrun itself, last
+    thing before fork.  Both apply only to the next child, which is then pid 1 of its
+    namespace from its first instruction: one fork (and one hand-over) fewer than making them
+    in the child.  secrun's own namespaces do not change, and its namespaces for later
+    children are restored in ``after_fork`` (or ``cleanup``)."""
+    plan = ctx.plan[SECTION]
+    early = _early(plan)
+    if not early:
+        return
+    st = _state(ctx)
+    restore = st["restore"] = []
+    for key, flag in early:
+        fd = os.open(f"/proc/self/ns/{FOR_CHILDREN[flag]}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _unshare(flag)
+        except SetupError as exc:
+            os.close(fd)
+            if ctx.required(SECTION):
+                raise
+            ctx.warn(f"namespaces: {key} namespace: {exc}")
+            continue
+        restore.append((fd, flag))
+        st.setdefault("made", []).append(key)
+    st["early"] = [flag for _key, flag in early]
+
+
+def _restore_for_children(ctx) -> None:
+    """Put secrun's namespaces for later children back.  The pid namespace must be: once the
+    sandbox's pid 1 exits, no process can be forked into it.  The time namespace is put back
+    when the kernel allows it (not while secrun has a helper thread, EUSERS); a later child of
+    secrun would otherwise share the sandbox's time namespace, whose clocks have no offsets."""
+    pending = []
+    for fd, flag in _state(ctx).pop("restore", ()):
+        if libc.setns(fd, flag) == 0:
+            os.close(fd)
+        elif flag == CLONE_NEWTIME and ctypes.get_errno() == errno.EUSERS:
+            pending.append((fd, flag))
+        else:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, os.strerror(err), f"setns(/proc/self/ns/{FOR_CHILDREN[flag]})")
+    if pending:
+        _state(ctx)["restore"] = pending
+
+
+@hookimpl
+def secrun_cleanup(ctx):
+    _restore_for_children(ctx)
+    for fd, _flag in _state(ctx).pop("restore", ()):
+        os.close(fd)
 
 
 @hookimpl
@@ -252,6 +313,7 @@ def _write(path: str, text: str) -> None:
 @hookimpl
 def secrun_after_fork(ctx):
     plan = ctx.plan[SECTION]
+    _restore_for_children(ctx)
     if not _wants_user(plan):
         return
     proc = f"/proc/{ctx.pid}"
@@ -277,8 +339,11 @@ def secrun_namespaces(ctx):
         # this stage needs are imported first: the new uid may not read secrun's own files.
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+    early = _state(ctx).get("early", ())
     for key, _ns, flag in plan["unshare"]:
-        if flag != CLONE_NEWCGROUP:  # see ORDER: made in the hostname stage
+        # see ORDER: the cgroup namespace is made in the hostname stage; pid and time may
+        # already exist (secrun_prepare)
+        if flag != CLONE_NEWCGROUP and flag not in early:
             _make(ctx, key, flag, required)
 
 
