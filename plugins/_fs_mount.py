@@ -1,6 +1,9 @@
 """The kernel-facing half of the ``filesystem`` plugin: builds the view in the child's
 ``mounts`` stage with the new mount API (open_tree, move_mount, fsopen/fsmount, mount_setattr),
-openat2 and pivot_root, all through ctypes.
+openat2 and pivot_root, all through ctypes.  It is imported before fork on every launch that
+has a ``[filesystem]`` section, so it holds only what the stage runs: the plan arrives ready
+(operations, byte paths, flags; see :mod:`secrun.plugins._fs_plan`) and the stage only loops
+over it.
 
 How the view is built, and why in this order:
 
@@ -20,62 +23,82 @@ How the view is built, and why in this order:
    looked up again, so the checked place is the place mounted on.
 5. ``pivot_root(".", ".")`` inside the clone, then ``umount2(".", MNT_DETACH)`` detaches the old
    root, staging mount included: no path leads back to the host's tree.
+
+System calls go straight to ``syscall(2)`` with arguments that need no conversion (bytes,
+Python ints for the kernel's ``int`` parameters, prebuilt ``c_long``/``c_size_t`` for the
+number and sizes); the text naming a failed call is built only when it fails.
 """
 
 import ctypes
 import errno
 import os
-import stat
+import sys
+from stat import S_ISDIR
 
 from secrun.errors import SetupError
 from secrun.kernel import libc
 
-# syscall numbers (x86_64; the same on every architecture using the generic table for these)
-SYS_PIVOT_ROOT = 155
-SYS_OPEN_TREE = 428
-SYS_MOVE_MOUNT = 429
-SYS_FSOPEN = 430
-SYS_FSCONFIG = 431
-SYS_FSMOUNT = 432
-SYS_OPENAT2 = 437
-SYS_MOUNT_SETATTR = 442
+_syscall = libc.syscall  # restype c_long (secrun.kernel)
+_mount = libc.mount      # looked up here, not in the child
+_umount2 = libc.umount2
+_get_errno = ctypes.get_errno
 
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
+# syscall numbers (x86_64; the same on every architecture using the generic table for these)
+_PIVOT_ROOT = ctypes.c_long(155)
+_OPEN_TREE = ctypes.c_long(428)
+_MOVE_MOUNT = ctypes.c_long(429)
+_FSOPEN = ctypes.c_long(430)
+_FSCONFIG = ctypes.c_long(431)
+_FSMOUNT = ctypes.c_long(432)
+_OPENAT2 = ctypes.c_long(437)
+_MOUNT_SETATTR = ctypes.c_long(442)
+
+MS_REC_PRIVATE = ctypes.c_ulong(0x4000 | (1 << 18))  # MS_REC | MS_PRIVATE
 MNT_DETACH = 2
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-MOVE_MOUNT_T_EMPTY_PATH = 0x40
-FSOPEN_CLOEXEC = 1
-FSMOUNT_CLOEXEC = 1
-FSCONFIG_SET_FLAG = 0
-FSCONFIG_SET_STRING = 1
-FSCONFIG_CMD_CREATE = 6
+ST_RDONLY = 1
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
-ST_RDONLY = 1
-
-RDONLY, NOSUID, NODEV, NOEXEC = 0x1, 0x2, 0x4, 0x8
 O_PATH = os.O_PATH | os.O_CLOEXEC
+# open_tree(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH), without and with AT_RECURSIVE
+CLONE_FD = 1 | os.O_CLOEXEC | AT_EMPTY_PATH
+CLONE_FD_REC = CLONE_FD | AT_RECURSIVE
+CLONE_PATH_REC = 1 | os.O_CLOEXEC | AT_RECURSIVE
+MOVE_EMPTY = 0x4 | 0x40  # MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+FSOPEN_CLOEXEC = FSMOUNT_CLOEXEC = 1
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+# MOUNT_ATTR_* bits (linux/mount.h)
+RDONLY, NOSUID, NODEV, NOEXEC = 0x1, 0x2, 0x4, 0x8
+
+_BO = sys.byteorder
+# struct open_how {flags, mode, resolve} for every destination lookup
+_HOW = O_PATH.to_bytes(8, _BO) + bytes(8) + (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS).to_bytes(
+    8, _BO)
+_HOW_SIZE = ctypes.c_size_t(24)
+_ATTR_SIZE = ctypes.c_size_t(32)
+
+
+def mount_attr(set_, clr):
+    """struct mount_attr {attr_set, attr_clr, propagation, userns_fd} as bytes (the kernel
+    only reads it, so a bytes object is passed as the pointer)."""
+    return set_.to_bytes(8, _BO) + clr.to_bytes(8, _BO) + bytes(16)
+
+
+_A_RDONLY = mount_attr(RDONLY, 0)
+_A_DEV = mount_attr(NOSUID | NOEXEC, 0)  # the minimal /dev and what is mounted in it
+
+DEV_NODES = (b"null", b"zero", b"full", b"random", b"urandom", b"tty")
+DEV_LINKS = (("pts/ptmx", "ptmx"), ("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+             ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"))
+_DEV_FS = ((b"mode", b"755"), (b"size", b"64k"))  # /dev and hidden directories
+_SHM_FS = ((b"mode", b"1777"),)
+_PTS_FS = ((b"newinstance", None), (b"ptmxmode", b"0666"), (b"mode", b"0620"))
 STAGING = ("/tmp", "/mnt", "/var/tmp", "/run")
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MISSING = (errno.ENOENT, errno.ENOTDIR)
 
 
 class Escape(SetupError):
@@ -86,152 +109,126 @@ class Escape(SetupError):
                          "leads out of the root through a symlink or '..': refused")
 
 
-def _arg(a):
-    if a is None or isinstance(a, (ctypes._SimpleCData, ctypes._Pointer, ctypes.Array)):
-        return a
-    if isinstance(a, str):
-        return ctypes.c_char_p(os.fsencode(a))
-    if isinstance(a, bytes):
-        return ctypes.c_char_p(a)
-    if isinstance(a, int):
-        return ctypes.c_long(a)
-    return a  # byref()
-
-
-def _sys(nr, *args, what):
-    ret = libc.syscall(ctypes.c_long(nr), *map(_arg, args))
-    if ret == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), what)
-    return ret
+def _fail(what):
+    err = _get_errno()
+    raise OSError(err, os.strerror(err), what)
 
 
 # --- small wrappers -----------------------------------------------------------------------------
 
-def os_open_root(path):
-    return os.open(path, O_PATH | os.O_DIRECTORY)
-
-
-def openat2(dirfd, path, flags, resolve, what):
-    how = _OpenHow(flags, 0, resolve)
-    return _sys(SYS_OPENAT2, dirfd, path, ctypes.byref(how), ctypes.sizeof(how), what=what)
-
-
 def resolve(rootfd, dst):
     """O_PATH descriptor of ``dst`` (absolute, inside the view) resolved beneath ``rootfd``."""
-    rel = dst.lstrip("/") or "."
-    try:
-        return openat2(rootfd, rel, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-                       f"openat2({dst})")
-    except OSError as e:
-        if e.errno == errno.EXDEV:
-            raise Escape(dst) from None
-        raise
-
-
-def clone_path(path, recursive=True):
-    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    return _sys(SYS_OPEN_TREE, AT_FDCWD, path, flags, what=f"open_tree({path})")
-
-
-def clone_fd(fd, what, recursive=True):
-    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (
-        AT_RECURSIVE if recursive else 0)
-    return _sys(SYS_OPEN_TREE, fd, "", flags, what=f"open_tree({what})")
-
-
-def set_attr(mfd, set_, clr, what, recursive=True):
-    if not set_ and not clr:
-        return
-    attr = _MountAttr(set_, clr, 0, 0)
-    _sys(SYS_MOUNT_SETATTR, mfd, "", AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0),
-         ctypes.byref(attr), ctypes.sizeof(attr), what=f"mount_setattr({what})")
+    fd = _syscall(_OPENAT2, rootfd, os.fsencode(dst.lstrip("/") or "."), _HOW, _HOW_SIZE)
+    if fd == -1:
+        if _get_errno() == errno.EXDEV:
+            raise Escape(dst)
+        _fail(f"openat2({dst})")
+    return fd
 
 
 def attach(mfd, dstfd, what):
-    _sys(SYS_MOVE_MOUNT, mfd, "", dstfd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
-         what=f"move_mount({what})")
+    if _syscall(_MOVE_MOUNT, mfd, b"", dstfd, b"", MOVE_EMPTY) == -1:
+        _fail(f"move_mount({what})")
 
 
-def new_fs(fstype, options, attrs, what):
+def set_attr(mfd, attr, flags, what):
+    if _syscall(_MOUNT_SETATTR, mfd, b"", flags, attr, _ATTR_SIZE) == -1:
+        _fail(f"mount_setattr({what})")
+
+
+def clone(fd, flags, what):
+    mfd = _syscall(_OPEN_TREE, fd, b"", flags)
+    if mfd == -1:
+        _fail(f"open_tree({what})")
+    return mfd
+
+
+def new_fs(fstype, options, attrs, what, fds):
     """A new, detached filesystem mount: fsopen + fsconfig + fsmount.  ``options`` is a list
-    of (key, value); value None sets a flag option."""
-    fsfd = _sys(SYS_FSOPEN, fstype, FSOPEN_CLOEXEC, what=f"fsopen({fstype})")
-    try:
-        # the source shown in /proc/self/mountinfo
-        _sys(SYS_FSCONFIG, fsfd, FSCONFIG_SET_STRING, "source", "secrun", 0,
-             what=f"fsconfig({fstype} source, for {what})")
-        for key, value in options:
-            if value is None:
-                _sys(SYS_FSCONFIG, fsfd, FSCONFIG_SET_FLAG, key, None, 0,
-                     what=f"fsconfig({fstype} {key}, for {what})")
-            else:
-                _sys(SYS_FSCONFIG, fsfd, FSCONFIG_SET_STRING, key, value, 0,
-                     what=f"fsconfig({fstype} {key}={value}, for {what})")
-        _sys(SYS_FSCONFIG, fsfd, FSCONFIG_CMD_CREATE, None, None, 0,
-             what=f"fsconfig({fstype} create, for {what})")
-        return _sys(SYS_FSMOUNT, fsfd, FSMOUNT_CLOEXEC, attrs, what=f"fsmount({what})")
-    finally:
-        os.close(fsfd)
+    of (key, value) bytes; value None sets a flag option.  Both descriptors go to ``fds``."""
+    fsfd = _syscall(_FSOPEN, fstype, FSOPEN_CLOEXEC)
+    if fsfd == -1:
+        _fail(f"fsopen({fstype.decode()})")
+    fds.append(fsfd)
+    # the source shown in /proc/self/mountinfo
+    if _syscall(_FSCONFIG, fsfd, FSCONFIG_SET_STRING, b"source", b"secrun", 0) == -1:
+        _fail(f"fsconfig({fstype.decode()} source, for {what})")
+    for key, value in options:
+        cmd = FSCONFIG_SET_FLAG if value is None else FSCONFIG_SET_STRING
+        if _syscall(_FSCONFIG, fsfd, cmd, key, value, 0) == -1:
+            _fail(f"fsconfig({fstype.decode()} {key.decode()}"
+                  f"{'' if value is None else '=' + value.decode()}, for {what})")
+    if _syscall(_FSCONFIG, fsfd, FSCONFIG_CMD_CREATE, None, None, 0) == -1:
+        _fail(f"fsconfig({fstype.decode()} create, for {what})")
+    mfd = _syscall(_FSMOUNT, fsfd, FSMOUNT_CLOEXEC, attrs)
+    if mfd == -1:
+        _fail(f"fsmount({what})")
+    fds.append(mfd)
+    return mfd
 
 
 def detach_here(fd, what):
     """Detach the mount whose root ``fd`` is (nothing if it is a plain directory, or a mount
     locked by a user namespace: the new mount then simply covers it)."""
     os.fchdir(fd)
-    if libc.umount2(b".", ctypes.c_int(MNT_DETACH)) == -1:
-        err = ctypes.get_errno()
+    if _umount2(b".", MNT_DETACH) == -1:
+        err = _get_errno()
         if err not in (errno.EINVAL, errno.EPERM):
             raise OSError(err, os.strerror(err), f"umount2({what})")
         return False
     return True
 
 
+def _close_all(fds):
+    """Close descriptors, one close_range per run of consecutive numbers."""
+    fds.sort()
+    n, i = len(fds), 0
+    while i < n:
+        j = i
+        while j + 1 < n and fds[j + 1] == fds[j] + 1:
+            j += 1
+        os.closerange(fds[i], fds[j] + 1)
+        i = j + 1
+
+
 # --- building the view -------------------------------------------------------------------------
 
 class _View:
-    def __init__(self, rootfd):
+    def __init__(self, rootfd, fds):
         self.rootfd = rootfd
-        self.ours = set()   # st_dev of the tmpfs mounts made here: mount points may be created
-        self.fds = []
+        self.fds = fds      # every descriptor opened here, closed together at the end
+        self.ours = []      # mount fds of the tmpfs mounts made here: mount points may be created
 
-    def keep(self, fd):
+    def find(self, dst, rel):
+        """O_PATH fd of an existing destination, or None when it is missing."""
+        fd = _syscall(_OPENAT2, self.rootfd, rel, _HOW, _HOW_SIZE)
+        if fd == -1:
+            err = _get_errno()
+            if err in _MISSING:
+                return None
+            if err == errno.EXDEV:
+                raise Escape(dst)
+            _fail(f"openat2({dst})")
         self.fds.append(fd)
         return fd
 
-    def close(self):
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.fds = []
-
-    def find(self, dst):
-        """O_PATH fd of an existing destination, or None when it is missing."""
-        try:
-            return self.keep(resolve(self.rootfd, dst))
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ENOTDIR):
-                return None
-            raise
-
-    def ensure(self, dst, is_dir):
+    def ensure(self, dst, rel, is_dir):
         """O_PATH fd of ``dst``, creating it (and its parents) when missing, but only inside a
         tmpfs mounted by secrun in this view: the host's files and a given root are never
         written to."""
-        fd = self.find(dst)
+        fd = self.find(dst, rel)
         if fd is not None:
             return fd
         parts = dst.strip("/").split("/")
         parent, depth = None, 0
         for depth in range(len(parts) - 1, 0, -1):
-            parent = self.find("/" + "/".join(parts[:depth]))
+            path = "/".join(parts[:depth])
+            parent = self.find("/" + path, os.fsencode(path))
             if parent is not None:
                 break
         else:
             depth, parent = 0, self.rootfd
-        if os.fstat(parent).st_dev not in self.ours:
+        if os.fstat(parent).st_dev not in {os.fstat(m).st_dev for m in self.ours}:
             raise SetupError(f"mount destination {dst}",
                              "does not exist in the view (mount points are created only "
                              "inside a tmpfs that secrun mounts; create it in the root)")
@@ -239,33 +236,33 @@ class _View:
             last = depth + i == len(parts) - 1
             try:
                 if last and not is_dir:
-                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                                     | os.O_CLOEXEC, 0o644, dir_fd=parent))
+                    os.close(os.open(name, _CREATE, 0o644, dir_fd=parent))
                 else:
                     os.mkdir(name, 0o755, dir_fd=parent)
             except FileExistsError:
                 pass
             except OSError as e:
                 raise OSError(e.errno, e.strerror, f"create mount point {dst}") from None
-            parent = self.keep(openat2(parent, name, O_PATH,
-                                       RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-                                       f"openat2({dst})"))
+            fd = _syscall(_OPENAT2, parent, os.fsencode(name), _HOW, _HOW_SIZE)
+            if fd == -1:
+                _fail(f"openat2({dst})")
+            self.fds.append(fd)
+            parent = fd
         return parent
 
-    def mount_fs(self, fstype, options, attrs, dst, ours=True):
-        mfd = self.keep(new_fs(fstype, options, attrs, dst))
+    def top(self, dst, rel):
+        """The destination of /proc, /dev or /tmp: the mount there is detached first (the
+        root clone brought the host's), then the directory under it is the place."""
+        fd = self.ensure(dst, rel, True)
+        if detach_here(fd, dst):
+            fd = self.ensure(dst, rel, True)
+        return fd
+
+    def new(self, fstype, options, attrs, what, ours=True):
+        mfd = new_fs(fstype, options, attrs, what, self.fds)
         if ours:
-            self.ours.add(os.fstat(mfd).st_dev)
-        attach(mfd, self.ensure(dst, True), dst)
+            self.ours.append(mfd)
         return mfd
-
-
-def _tmpfs_data(text):
-    out = []
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        out.append((key, value))
-    return out
 
 
 def _staging():
@@ -277,68 +274,64 @@ def _staging():
     raise SetupError("staging directory", f"none of {', '.join(STAGING)} is a directory")
 
 
-def _on_readonly_mount(fd):
-    return bool(os.fstatvfs(fd).f_flag & ST_RDONLY)
-
-
 def build_view(ctx, plan):
     """The ``mounts`` stage: build the view described by ``plan`` and pivot_root into it."""
-    if libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), "mount(/, MS_REC|MS_PRIVATE)")
+    if _mount(None, b"/", None, MS_REC_PRIVATE, None) == -1:
+        _fail("mount(/, MS_REC|MS_PRIVATE)")
     ops = plan["ops"]
     root = plan["root"]
     home = os.open(".", O_PATH)
-    opened = [home]
+    fds = [home]
     try:
         # 2. every host path, before anything is covered
-        rootm = clone_path(root or "/")
-        opened.append(rootm)
+        rootm = _syscall(_OPEN_TREE, AT_FDCWD, plan["root_b"], CLONE_PATH_REC)
+        if rootm == -1:
+            _fail(f"open_tree({root or '/'})")
+        fds.append(rootm)
         sources = {}
         for i, op in enumerate(ops):
-            if op[0] in ("bind", "cwd"):
+            kind = op[0]
+            if kind == "bind" or kind == "cwd":
                 src = op[1]
-                if op[0] == "cwd" and src == "/":
+                if kind == "cwd" and src == "/":
                     ctx.warn("filesystem: writable_cwd: the working directory is / (the whole "
                              "root would become writable): it stays read-only")
                     continue
-                pfd = os.open(src, O_PATH)
-                opened.append(pfd)
-                mfd = clone_fd(pfd, src)
-                opened.append(mfd)
-                sources[i] = (mfd, stat.S_ISDIR(os.fstat(pfd).st_mode),
-                              _on_readonly_mount(pfd))
+                mfd = _syscall(_OPEN_TREE, AT_FDCWD, op[2], CLONE_PATH_REC)
+                if mfd == -1:
+                    _fail(f"open_tree({src})")
+                fds.append(mfd)
+                # the clone's root is the source and it carries the source mount's flags
+                sources[i] = (mfd, S_ISDIR(os.fstat(mfd).st_mode),
+                              bool(os.fstatvfs(mfd).f_flag & ST_RDONLY))
         host_dev = {}
-        need_null = any(op[0] == "hide" for op in ops)
-        if any(op[0] == "dev" for op in ops) or need_null:
-            for name in DEV_NODES if any(op[0] == "dev" for op in ops) else ("null",):
-                try:
-                    host_dev[name] = os.open("/dev/" + name, O_PATH)
-                except OSError as e:
-                    raise OSError(e.errno, e.strerror, f"/dev/{name}") from None
-                opened.append(host_dev[name])
+        for name in plan["host_dev"]:
+            try:
+                fd = os.open(b"/dev/" + name, O_PATH)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, f"/dev/{name.decode()}") from None
+            fds.append(fd)
+            host_dev[name] = fd
         # 3. the root's flags, recursively, before it is attached
-        set_attr(rootm, plan["root_set"], 0, root or "/")
+        if plan["root_set"]:
+            set_attr(rootm, mount_attr(plan["root_set"], 0), AT_EMPTY_PATH | AT_RECURSIVE,
+                     root or "/")
         # 4. attach on the staging directory and build inside it
         staging, sfd = _staging()
-        opened.append(sfd)
+        fds.append(sfd)
         attach(rootm, sfd, f"root on {staging}")
         try:
-            view = _View(rootm)
-            try:
-                _build(ctx, view, ops, sources, host_dev)
-            finally:
-                view.close()
+            _build(ctx, _View(rootm, fds), ops, sources, host_dev)
             # 5. enter the view; detach the old root
             os.fchdir(rootm)
-            _sys(SYS_PIVOT_ROOT, ".", ".", what="pivot_root")
+            if _syscall(_PIVOT_ROOT, b".", b".") == -1:
+                _fail("pivot_root")
         except BaseException:
             os.fchdir(home)
-            libc.umount2(os.fsencode(staging), ctypes.c_int(MNT_DETACH))
+            _umount2(os.fsencode(staging), MNT_DETACH)
             raise
-        if libc.umount2(b".", ctypes.c_int(MNT_DETACH)) == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), "umount2(old root, MNT_DETACH)")
+        if _umount2(b".", MNT_DETACH) == -1:
+            _fail("umount2(old root, MNT_DETACH)")
         os.chdir("/")
         try:
             os.chdir(ctx.cwd)
@@ -349,80 +342,119 @@ def build_view(ctx, plan):
                 ctx.report(f"the working directory {ctx.cwd} is not in the filesystem view "
                            f"(hidden or covered): the workload starts in /")
     finally:
-        for fd in opened:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_all(fds)
 
 
 def _build(ctx, view, ops, sources, host_dev):
-    hidden = []
+    hidden = []         # private hidden directories: made read-only at the end
+    shared = None       # the read-only empty tmpfs every other hidden directory is a clone of
+    null = None         # the read-only /dev/null every hidden file is a clone of
+    fds = view.fds
     for i, op in enumerate(ops):
         kind = op[0]
-        if kind == "proc":
-            detach_here(view.ensure("/proc", True), "/proc")
-            view.mount_fs("proc", [], NOSUID | NODEV | NOEXEC, "/proc", ours=False)
-        elif kind == "dev":
-            _dev(view, host_dev)
-        elif kind == "tmpfs":
-            _, dst, set_, _clr, data, detach = op
-            if detach:
-                detach_here(view.ensure(dst, True), dst)
-            view.mount_fs("tmpfs", _tmpfs_data(data), set_, dst)
-        elif kind == "hide":
-            dst = op[1]
-            fd = view.find(dst)
+        if kind == "hide":
+            _, dst, rel, private = op
+            fd = view.find(dst, rel)
             if fd is None:
                 continue
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                # writable while the view is built (binds may go inside), read-only at the end
-                hidden.append((view.mount_fs("tmpfs", [("mode", "755"), ("size", "64k")],
-                                             NOSUID | NODEV | NOEXEC, dst), dst))
+            if S_ISDIR(os.fstat(fd).st_mode):
+                if private:
+                    # writable while the view is built (binds go inside), read-only at the end
+                    mfd = view.new(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, dst)
+                    hidden.append((mfd, dst))
+                elif shared is None:
+                    mfd = shared = view.new(b"tmpfs", _DEV_FS,
+                                            RDONLY | NOSUID | NODEV | NOEXEC, dst, ours=False)
+                else:
+                    mfd = clone(shared, CLONE_FD, f"empty tmpfs for {dst}")
+                    fds.append(mfd)
+            elif null is None:
+                mfd = null = clone(host_dev[b"null"], CLONE_FD, f"/dev/null for {dst}")
+                fds.append(mfd)
+                set_attr(mfd, mount_attr(RDONLY | NOSUID | NOEXEC, 0), AT_EMPTY_PATH, dst)
             else:
-                mfd = view.keep(clone_fd(host_dev["null"], f"/dev/null for {dst}", False))
-                set_attr(mfd, RDONLY | NOSUID | NOEXEC, 0, dst, False)
-                attach(mfd, fd, dst)
-        elif kind in ("bind", "cwd"):
+                mfd = clone(null, CLONE_FD, f"/dev/null for {dst}")
+                fds.append(mfd)
+            attach(mfd, fd, dst)
+        elif kind == "ro":
+            _, dst, rel = op
+            fd = view.find(dst, rel)
+            if fd is None:
+                continue
+            mfd = clone(fd, CLONE_FD_REC, dst)
+            fds.append(mfd)
+            set_attr(mfd, _A_RDONLY, AT_EMPTY_PATH | AT_RECURSIVE, dst)
+            attach(mfd, fd, dst)
+        elif kind == "tmpfs":
+            _, dst, rel, attrs, options, top = op
+            if top:
+                fd = view.top(dst, rel)
+                mfd = view.new(b"tmpfs", options, attrs, dst)
+            else:
+                mfd = view.new(b"tmpfs", options, attrs, dst)
+                fd = view.ensure(dst, rel, True)
+            attach(mfd, fd, dst)
+        elif kind == "bind" or kind == "cwd":
             if i not in sources:
                 continue
             mfd, is_dir, host_ro = sources[i]
             if kind == "bind":
-                _, src, dst, set_, clr = op
+                _, src, _, dst, rel, set_, clr = op
             else:
-                src = dst = op[1]
+                _, src, _, rel = op
+                dst = src
                 set_, clr = NOSUID | NODEV, RDONLY
             if host_ro:
                 # "rw" never makes writable what the host itself mounts read-only
                 clr &= ~RDONLY
-            set_attr(mfd, set_, clr, dst)
-            attach(mfd, view.ensure(dst, is_dir), f"{src} on {dst}")
-        elif kind == "ro":
-            dst = op[1]
-            fd = view.find(dst)
-            if fd is None:
-                continue
-            mfd = view.keep(clone_fd(fd, dst))
-            set_attr(mfd, RDONLY, 0, dst)
-            attach(mfd, fd, dst)
+            if set_ or clr:
+                set_attr(mfd, mount_attr(set_, clr), AT_EMPTY_PATH | AT_RECURSIVE, dst)
+            attach(mfd, view.ensure(dst, rel, is_dir), f"{src} on {dst}")
+        elif kind == "proc":
+            fd = view.top("/proc", b"proc")
+            attach(view.new(b"proc", (), NOSUID | NODEV | NOEXEC, "/proc", ours=False), fd,
+                   "/proc")
+        elif kind == "dev":
+            _dev(view, host_dev)
         else:
             raise SetupError("filesystem plan", f"unknown operation {kind!r} (stale plan?)")
     for mfd, dst in hidden:
-        set_attr(mfd, RDONLY, 0, dst, False)
+        set_attr(mfd, _A_RDONLY, AT_EMPTY_PATH, dst)
 
 
 def _dev(view, host_dev):
     """A minimal /dev: a small tmpfs, device nodes bind-mounted from the host (so this works in
-    a user namespace, where mknod cannot), a private devpts instance and /dev/shm."""
-    detach_here(view.ensure("/dev", True), "/dev")
-    view.mount_fs("tmpfs", [("mode", "755"), ("size", "64k")], NOSUID | NODEV | NOEXEC, "/dev")
-    devfd = view.ensure("/dev", True)
+    a user namespace, where mknod cannot), a private devpts instance and /dev/shm.  The tmpfs
+    is new and empty, so its entries are made relative to its own descriptor."""
+    fds = view.fds
+    fd = view.top("/dev", b"dev")
+    dev = view.new(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, "/dev")
+    attach(dev, fd, "/dev")
     for name in DEV_NODES:
-        mfd = view.keep(clone_fd(host_dev[name], f"/dev/{name}", False))
-        set_attr(mfd, NOSUID | NOEXEC, 0, f"/dev/{name}", False)
-        attach(mfd, view.ensure(f"/dev/{name}", False), f"/dev/{name}")
-    for name, target in DEV_LINKS:
-        os.symlink(target, name, dir_fd=devfd)
-    view.mount_fs("devpts", [("newinstance", None), ("ptmxmode", "0666"), ("mode", "0620")],
-                  NOSUID | NOEXEC, "/dev/pts", ours=False)
-    view.mount_fs("tmpfs", [("mode", "1777")], NOSUID | NODEV, "/dev/shm")
+        mfd = clone(host_dev[name], CLONE_FD, f"/dev/{name.decode()}")
+        fds.append(mfd)
+        try:
+            point = os.open(name, _CREATE, 0o644, dir_fd=dev)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, f"create mount point /dev/{name.decode()}") \
+                from None
+        fds.append(point)
+        attach(mfd, point, f"/dev/{name.decode()}")
+    for target, link in DEV_LINKS:
+        os.symlink(target, link, dir_fd=dev)
+    pts = view.new(b"devpts", _PTS_FS, NOSUID | NOEXEC, "/dev/pts", ours=False)
+    attach(pts, _subdir(dev, "pts", fds), "/dev/pts")
+    # nosuid, noexec on the device binds (and again on the tmpfs and devpts, which have them)
+    set_attr(dev, _A_DEV, AT_EMPTY_PATH | AT_RECURSIVE, "/dev")
+    shm = view.new(b"tmpfs", _SHM_FS, NOSUID | NODEV, "/dev/shm")
+    attach(shm, _subdir(dev, "shm", fds), "/dev/shm")
+
+
+def _subdir(dirfd, name, fds):
+    try:
+        os.mkdir(name, 0o755, dir_fd=dirfd)
+        fd = os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, f"create mount point /dev/{name}") from None
+    fds.append(fd)
+    return fd

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import REPO, needs_root, run_secrun
+from support import REPO, SECRUN, needs_root, run_secrun
 
 # Workloads run under Debian's python3: the venv's interpreter lives under /root, which
 # `nobody` cannot reach, and which strict hides.
@@ -284,6 +284,63 @@ def test_hidden_paths_are_empty(wdir, user):
     assert key == "ENOENT" and token == "" and w == "EROFS"
 
 
+@pytest.mark.parametrize("user", USERS)
+def test_hidden_paths_stay_apart(wdir, user):
+    """Several hidden directories and files: each empty and read-only; the mount point of a
+    bind placed inside one hidden directory shows in no other one (hidden directories with
+    nothing inside share one read-only tmpfs, the one with a bind inside has its own)."""
+    dirs = [os.path.join(wdir, n) for n in ("a", "b", "c")]
+    for d in dirs:
+        os.mkdir(d)
+        write(d, "secret", "s")
+    files = [write(wdir, n, n) for n in ("f1", "f2")]
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    write(share, "f", "shared")
+    a, b, c = dirs
+    prof = profile(wdir, f"""
+        hide = {json.dumps(dirs + files)}
+        binds = ["{share}:{b}/share"]
+    """)
+    ops = [("list", d) for d in dirs] + [("write", f"{d}/x") for d in dirs]
+    ops += [("read", f) for f in files] + [("write", files[0], "overwritten"), ("mountinfo", "")]
+    res, _ = probe(wdir, prof, *ops, user=user)
+    lists, writes, reads, w_file, mounts = res[:3], res[3:6], res[6:8], res[8], res[9]
+    assert lists == [[], ["share"], []]
+    assert writes == ["EROFS"] * 3 and reads == ["", ""]
+    # a hidden file is the host's /dev/null: a write goes nowhere
+    assert w_file == "ok" and open(files[0]).read() == "f1"
+    points = {m["point"]: m for m in mounts}
+    for d in dirs:
+        assert points[d]["fstype"] == "tmpfs" and "ro" in points[d]["opts"], points[d]
+        assert {"nosuid", "nodev", "noexec"} <= set(points[d]["opts"])
+    for f in files:
+        assert "ro" in points[f]["opts"], points[f]
+    assert "ro" in points[f"{b}/share"]["opts"]
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_bind_through_a_symlink_into_a_hidden_directory(wdir, user):
+    """A bind destination reaching a hidden directory through a symlink (inside the root) is
+    placed in it like one named by its path."""
+    hidden, other = os.path.join(wdir, "hidden"), os.path.join(wdir, "other")
+    os.mkdir(hidden)
+    os.mkdir(other)
+    write(hidden, "secret", "s")
+    os.symlink("hidden", os.path.join(wdir, "link"))
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    write(share, "f", "shared")
+    prof = profile(wdir, f"""
+        hide = ["{hidden}", "{other}"]
+        binds = ["{share}:{wdir}/link/share"]
+    """)
+    (listing, inner, rest, w), _ = probe(
+        wdir, prof, ("list", hidden), ("read", f"{wdir}/link/share/f"), ("list", other),
+        ("write", f"{hidden}/x"), user=user)
+    assert listing == ["share"] and inner == "shared" and rest == [] and w == "EROFS"
+
+
 @needs_root
 def test_read_only_paths(wdir):
     rodir, other = os.path.join(wdir, "rodir"), os.path.join(wdir, "other")
@@ -479,6 +536,45 @@ def test_needs_a_mount_namespace(wdir):
     r = run_secrun("--profile", prof, "--", "echo", "ran")
     assert r.rc == 125 and "ran" not in r.out
     assert "[filesystem]" in r.err and "[namespaces].mount = true" in r.err
+
+
+@needs_root
+def test_best_effort_failure_removes_the_staging_mount(wdir):
+    """required = false and a mount that fails halfway: the launch goes on with a warning, in
+    the starting directory, and the half-built view (attached on the host's /tmp, inside the
+    sandbox's mount namespace) is gone."""
+    share = os.path.join(wdir, "share")
+    os.mkdir(share)
+    marker = tempfile.NamedTemporaryFile(dir="/tmp", prefix="secrun-fs-marker-")
+    prof = profile(wdir, f"""
+        required = false
+        binds = ["{share}:/nonexistent-secrun-dir/x"]
+    """)
+    (seen, etc, cwd), r = probe(wdir, prof, ("exists", marker.name), ("exists", "/tmp/etc"),
+                                ("cwd", ""), cwd=wdir)
+    marker.close()
+    assert seen is True and etc is False and cwd == wdir
+    assert "best-effort control not applied at stage 'mounts'" in r.err
+    assert "/nonexistent-secrun-dir/x" in r.err
+
+
+# --- the launch path ------------------------------------------------------------------------------
+
+def test_cached_launch_imports_no_planning_code(wdir):
+    """With the plan cached, a launch loads the kernel-facing module (before fork: nothing may
+    be imported once the view is entered) and never the planning module."""
+    prof = profile(wdir, f'hide = ["{wdir}/h"]\nbinds = ["{wdir}:{wdir}/h/in"]\n')
+    os.mkdir(os.path.join(wdir, "h"))
+    assert run_secrun("--profile", prof, "--", "true").rc == 0  # plans and caches
+    cmd = [sys.executable, "-X", "importtime", SECRUN, "-v", "--profile", prof, "--", "true"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    mods = [s.split("|")[-1].strip() if s.startswith("import time:") else "" for s in lines]
+    mount_mod = [i for i, m in enumerate(mods) if m == "secrun.plugins._fs_mount"]
+    fork = [i for i, s in enumerate(lines) if s.endswith(" fork")]
+    assert mount_mod and fork and mount_mod[0] < fork[0], r.stderr
+    assert "secrun.plugins._fs_plan" not in mods, r.stderr
 
 
 # --- nothing left behind -------------------------------------------------------------------------
