@@ -2,6 +2,8 @@
 
 Section ``[namespaces]``.  Stages, in the order the core calls them:
 
+- ``prepare`` (supervisor, before fork): without a user namespace, the pid and time namespaces
+  are made here, so that the child is pid 1 from its first instruction.
 - ``user_namespace`` (child): ``unshare(CLONE_NEWUSER)`` first of all, so that every namespace
   created afterwards is owned by it (and privileged operations in them need only the
   capabilities the child holds inside it).
@@ -9,29 +11,34 @@ Section ``[namespaces]``.  Stages, in the order the core calls them:
   The supervisor writes them, not the child: an unprivileged writer may map only its own
   effective uid/gid, and only from the parent namespace; ``setgroups`` must be ``deny`` before
   an unprivileged ``gid_map`` is accepted.
-- ``namespaces`` (child): the other namespaces, one ``unshare`` each in the order of
-  :data:`ORDER` (each entry says why it sits there), the loopback interface of a new network
-  namespace brought up, and ``ctx.fork_after_namespaces`` set for pid/time, which apply only to
-  the next child: the core forks and keeps a minimal init as pid 1 (``secrun.launch._init``).
-- ``hostname`` (child): ``sethostname``/``setdomainname`` in the new UTS namespace.
+- ``namespaces`` (child): the other namespaces, one ``unshare`` each in the order of the plan
+  (``ORDER`` in :mod:`secrun.plugins._namespaces_plan` says why each sits where it does), the
+  loopback interface of a new network namespace brought up, and ``ctx.fork_after_namespaces``
+  set for pid/time made here, which apply only to the next child: the core forks and keeps a
+  minimal init as pid 1 (``secrun.launch._init``).
+- ``hostname`` (child): the cgroup namespace, then ``sethostname``/``setdomainname`` in the new
+  UTS namespace.
 
 Rootless: when secrun runs as an ordinary user, ``user = "auto"`` (the default) makes a user
 namespace mapping that user (to itself, or to root inside with ``user_map = "root"``), so every
 other namespace can be created inside it.  Without one, a namespace that needs CAP_SYS_ADMIN
 fails with a message saying so and naming the key to set.
 
-Kept cheap on the launch path: only ``ctypes`` (through :mod:`secrun.kernel`), which the
-core imports before fork; loopback is brought up with libc's socket and ioctl.
+This module is what a launch imports: the stage hooks and what they call.  The schema,
+planning and audit live in :mod:`secrun.plugins._namespaces_plan`, imported only on a plan
+cache miss or by ``secrun audit``/``profiles``.  Kept cheap: only ``ctypes`` (through
+:mod:`secrun.kernel`), which the core imports before fork anyway; loopback is brought up with
+libc's socket and ioctl.
 """
 
 import ctypes
 import errno
 import os
+from fcntl import ioctl  # built into the interpreter: no file to load
 
 from secrun import hookimpl
-from secrun.errors import ConfigError, SetupError
+from secrun.errors import SetupError, describe_oserror
 from secrun.kernel import check, libc
-from secrun.schema import Field, Section
 
 SECTION = "namespaces"
 
@@ -44,98 +51,50 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# The order of the namespaces created in the `namespaces` stage (the user namespace already
-# exists: it is the `user_namespace` stage).  (profile key, /proc/self/ns name, flag, why here)
-ORDER = (
-    ("mount", "mnt", CLONE_NEWNS,
-     "first: its propagation is made slave at once, so no mount made by anything that follows "
-     "(the filesystem plugin, the workload) can propagate back to the host"),
-    ("uts", "uts", CLONE_NEWUTS,
-     "independent; the hostname is set later, in the hostname stage"),
-    ("ipc", "ipc", CLONE_NEWIPC,
-     "independent; before any SysV/POSIX IPC object could be created"),
-    ("net", "net", CLONE_NEWNET,
-     "its loopback is brought up right after, while the child is still privileged"),
-    ("pid", "pid", CLONE_NEWPID,
-     "last with time: it applies only to children, so the core forks right after this stage"),
-    ("time", "time", CLONE_NEWTIME,
-     "last with pid: it applies only to children (offsets could be written before that fork)"),
-    ("cgroup", "cgroup", CLONE_NEWCGROUP,
-     "not in the namespaces stage but in the hostname stage, the first after the supervisor's "
-     "attach stage: the namespace's root is then the sandbox's own cgroup, not secrun's"),
-)
 FLAG_NAMES = {CLONE_NEWUSER: "CLONE_NEWUSER", CLONE_NEWNS: "CLONE_NEWNS",
               CLONE_NEWCGROUP: "CLONE_NEWCGROUP", CLONE_NEWUTS: "CLONE_NEWUTS",
               CLONE_NEWIPC: "CLONE_NEWIPC", CLONE_NEWNET: "CLONE_NEWNET",
               CLONE_NEWPID: "CLONE_NEWPID", CLONE_NEWTIME: "CLONE_NEWTIME"}
-NET_MODES = ("host", "none")  # later: "veth", "user" (user-mode networking)
-USER_MAPS = ("self", "root", "range")
-HOST_NAME_MAX = 64
-ID_MAX = (1 << 32) - 1  # (uid_t)-1 is never a valid id
 
 MS_REC = 0x4000
 MS_SLAVE = 1 << 19
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+IFREQ_LO = b"lo".ljust(40, b"\0")  # struct ifreq: name, then ifr_flags at offset 16
+
+# The libc functions the child stages call, looked up here, in the supervisor: a lookup made
+# first in the forked child costs more there (its copy-on-write memory).
+_libc_unshare = libc.unshare
+_libc_mount = libc.mount
+_libc_socket = libc.socket
+_libc_sethostname = libc.sethostname
+_libc_setdomainname = libc.setdomainname
+_libc_setns = libc.setns  # after_fork, in the supervisor while the child waits
 
 
-def _check_user(v):
-    if not isinstance(v, bool) and v != "auto":
-        raise ValueError(f"{v!r}: expected true, false or \"auto\"")
-
-
-def _check_hostname(v):
-    if not 1 <= len(v.encode()) <= HOST_NAME_MAX:
-        raise ValueError(f"{v!r}: a hostname has 1 to {HOST_NAME_MAX} bytes")
-    for label in v.split("."):
-        if not label or label[0] == "-" or label[-1] == "-" or not all(
-                c.isascii() and (c.isalnum() or c == "-") for c in label):
-            raise ValueError(f"{v!r} is not a valid hostname (letters, digits and '-', in "
-                             f"dot-separated labels not starting or ending with '-')")
-
-
-def _check_domainname(v):
-    if len(v.encode()) > HOST_NAME_MAX:
-        raise ValueError(f"{v!r}: a domain name has at most {HOST_NAME_MAX} bytes")
-    if not all(c.isascii() and c.isprintable() and not c.isspace() for c in v):
-        raise ValueError(f"{v!r}: only printable ASCII without spaces")
-
+# --- planning (schema, compile and audit live in _namespaces_plan) ------------------------------
 
 @hookimpl
 def secrun_profile_sections():
-    return [Section(SECTION, "Kernel namespaces of the workload.", [
-        Field("user", (bool, str), "auto",
-              "a user namespace: true, false, or \"auto\" (one exactly when secrun does not "
-              "run as root, so an ordinary user can create the other namespaces)",
-              check=_check_user),
-        Field("user_map", str, "self",
-              "who the caller is inside the user namespace: \"self\" (the same uid/gid), "
-              "\"root\" (uid/gid 0), or \"range\" (as root only: inside ids 0..range_size-1 are "
-              "host ids range_start..; the workload becomes the namespace's root, an "
-              "unprivileged host uid)", choices=USER_MAPS),
-        Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping"),
-        Field("range_size", int, 65536, "number of uids/gids of the \"range\" mapping"),
-        Field("mount", bool, False, "a mount namespace (propagation to the host cut at once)"),
-        Field("pid", bool, False,
-              "a pid namespace; secrun keeps a minimal init as its pid 1 (forwards signals, "
-              "reaps orphans, exits with the workload's status)"),
-        Field("uts", bool, False, "a UTS namespace, with hostname/domainname below"),
-        Field("ipc", bool, False, "an IPC namespace (SysV IPC, POSIX message queues)"),
-        Field("cgroup", bool, False, "a cgroup namespace rooted at the workload's cgroup"),
-        Field("time", bool, False, "a time namespace (monotonic/boottime clocks)"),
-        Field("net", str, "host",
-              "network: \"host\" keeps the host's network namespace; \"none\" gives a new one "
-              "with only the loopback interface, up", choices=NET_MODES),
-        Field("hostname", str, "sandbox", "hostname inside the UTS namespace (uts = true)",
-              check=_check_hostname),
-        Field("domainname", str, "(none)",
-              "NIS domain name inside the UTS namespace (\"(none)\" is the kernel's unset "
-              "value)", check=_check_domainname),
-    ])]
+    from secrun.plugins import _namespaces_plan
+
+    return _namespaces_plan.sections()
 
 
-# --- planning -------------------------------------------------------------------------------------
+@hookimpl
+def secrun_compile(ctx):
+    from secrun.plugins import _namespaces_plan
+
+    ctx.plan[SECTION] = _namespaces_plan.compile_plan(ctx.config[SECTION])
+
+
+@hookimpl
+def secrun_audit(ctx):
+    from secrun.plugins import _namespaces_plan
+
+    return _namespaces_plan.audit(ctx)
+
 
 def _wants_user(plan) -> bool:
     """Whether this launch makes a user namespace ("auto": exactly when not root)."""
@@ -143,44 +102,10 @@ def _wants_user(plan) -> bool:
     return os.geteuid() != 0 if user == "auto" else bool(user)
 
 
-@hookimpl
-def secrun_compile(ctx):
-    cfg = ctx.config[SECTION]
-    start, size = cfg["range_start"], cfg["range_size"]
-    if cfg["user_map"] == "range":
-        if cfg["user"] is not True:
-            raise ConfigError(SECTION, "user_map",
-                              f"\"range\" maps the ids of a user namespace: it needs user = "
-                              f"true (user = {cfg['user']!r} makes none when run as root)")
-        if os.geteuid() != 0:
-            raise ConfigError(SECTION, "user_map",
-                              "\"range\" needs secrun to run as root (an ordinary user may map "
-                              "only its own uid: use \"self\" or \"root\")")
-        if not 1 <= start < ID_MAX:
-            raise ConfigError(SECTION, "range_start",
-                              f"{start}: must be 1..{ID_MAX - 1} (0 would map host root)")
-        if not 1 <= size <= ID_MAX - start:
-            raise ConfigError(SECTION, "range_size",
-                              f"{size}: must be 1..{ID_MAX - start} (the range ends below "
-                              f"{ID_MAX})")
-    unshare = [(key, ns, flag) for key, ns, flag, _why in ORDER
-               if (cfg["net"] != "host" if key == "net" else cfg[key])]
-    ctx.plan[SECTION] = {
-        "user": cfg["user"],
-        "map": cfg["user_map"],
-        "range": (start, size),
-        "unshare": unshare,
-        "net": cfg["net"],
-        "fork": bool(cfg["pid"] or cfg["time"]),
-        "hostname": cfg["hostname"] if cfg["uts"] else None,
-        "domainname": cfg["domainname"] if cfg["uts"] else None,
-    }
-
-
 # --- launching ------------------------------------------------------------------------------------
 
 def _unshare(flag: int) -> None:
-    if libc.unshare(flag) != 0:
+    if _libc_unshare(flag) != 0:
         raise _unshare_error(flag, ctypes.get_errno())
 
 
@@ -251,7 +176,7 @@ def _restore_for_children(ctx) -> None:
     secrun would otherwise share the sandbox's time namespace, whose clocks have no offsets."""
     pending = []
     for fd, flag in _state(ctx).pop("restore", ()):
-        if libc.setns(fd, flag) == 0:
+        if _libc_setns(fd, flag) == 0:
             os.close(fd)
         elif flag == CLONE_NEWTIME and ctypes.get_errno() == errno.EUSERS:
             pending.append((fd, flag))
@@ -341,8 +266,8 @@ def secrun_namespaces(ctx):
         os.setresuid(0, 0, 0)
     early = _state(ctx).get("early", ())
     for key, _ns, flag in plan["unshare"]:
-        # see ORDER: the cgroup namespace is made in the hostname stage; pid and time may
-        # already exist (secrun_prepare)
+        # see ORDER in _namespaces_plan: the cgroup namespace is made in the hostname stage;
+        # pid and time may already exist (secrun_prepare)
         if flag != CLONE_NEWCGROUP and flag not in early:
             _make(ctx, key, flag, required)
 
@@ -357,8 +282,6 @@ def _make(ctx, key, flag, required) -> None:
     except Exception as exc:  # noqa: BLE001 - best-effort: report each one and go on
         if required:
             raise
-        from secrun.errors import describe_oserror
-
         ctx.warn(f"namespaces: {key} namespace: {describe_oserror(exc)}")
         return
     _state(ctx).setdefault("made", []).append(key)
@@ -370,21 +293,26 @@ def _mount_slave() -> None:
     """Cut propagation from the new mount namespace back to the host (host mounts still
     propagate in).  The filesystem plugin may make it private afterwards."""
 
-    check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None),
+    check(_libc_mount(b"none", b"/", None, MS_REC | MS_SLAVE, None),
           "mount(/, MS_REC|MS_SLAVE)")
 
 
 def _loopback_up() -> None:
     """Set IFF_UP on ``lo`` in the new network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS), with
-    libc's socket and ioctl: the ``socket`` module would cost ~1 ms of import."""
+    libc's socket and the built-in ``fcntl.ioctl`` on bytes: the ``socket`` module would cost
+    ~1 ms of import, and a ctypes buffer type made in the child costs more than this."""
 
-    fd = check(libc.socket(2, 2 | 0o2000000, 0), "socket(AF_INET, SOCK_DGRAM)")  # CLOEXEC
+    fd = check(_libc_socket(2, 2 | 0o2000000, 0), "socket(AF_INET, SOCK_DGRAM)")  # CLOEXEC
     try:
-        ifr = ctypes.create_string_buffer(b"lo".ljust(40, b"\0"), 40)
-        check(libc.ioctl(fd, SIOCGIFFLAGS, ifr), "ioctl(lo, SIOCGIFFLAGS)")
-        flags = int.from_bytes(ifr.raw[16:18], "little") | IFF_UP
-        ctypes.memmove(ctypes.addressof(ifr) + 16, flags.to_bytes(2, "little"), 2)
-        check(libc.ioctl(fd, SIOCSIFFLAGS, ifr), "ioctl(lo, SIOCSIFFLAGS IFF_UP)")
+        try:
+            ifr = ioctl(fd, SIOCGIFFLAGS, IFREQ_LO)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, "ioctl(lo, SIOCGIFFLAGS)") from None
+        flags = int.from_bytes(ifr[16:18], "little") | IFF_UP
+        try:
+            ioctl(fd, SIOCSIFFLAGS, ifr[:16] + flags.to_bytes(2, "little") + ifr[18:])
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, "ioctl(lo, SIOCSIFFLAGS IFF_UP)") from None
     finally:
         os.close(fd)
 
@@ -401,69 +329,6 @@ def secrun_hostname(ctx):
         return  # best-effort and the UTS namespace failed: never rename the host
 
     name = plan["hostname"].encode()
-    check(libc.sethostname(name, len(name)), f"sethostname({plan['hostname']})")
+    check(_libc_sethostname(name, len(name)), f"sethostname({plan['hostname']})")
     dom = plan["domainname"].encode()
-    check(libc.setdomainname(dom, len(dom)), f"setdomainname({plan['domainname']})")
-
-
-# --- audit ----------------------------------------------------------------------------------------
-
-MEANING = {
-    "user": "ids and capabilities separate from the host's",
-    "mount": "a private mount table",
-    "pid": "sees only its own processes; a minimal init reaps and forwards signals",
-    "uts": "own hostname",
-    "ipc": "own SysV IPC and POSIX message queues",
-    "cgroup": "sees only its own cgroup subtree",
-    "time": "own monotonic/boottime clocks",
-}
-
-
-@hookimpl
-def secrun_audit(ctx):
-    cfg = ctx.config[SECTION]
-    plan = ctx.plan[SECTION]
-    rows = []
-    user = _wants_user(plan)
-    if user:
-        start, size = plan["range"]
-        inside = {"self": "the caller's own uid/gid", "root": "uid/gid 0 (the caller)",
-                  "range": f"ids 0..{size - 1} = host {start}..{start + size - 1}"}[plan["map"]]
-        value = f"new ({inside})"
-    else:
-        value = "host" + (" (auto: secrun runs as root)" if cfg["user"] == "auto" else "")
-    rows.append(_row("user", "user", user, value, ctx.required(SECTION)))
-    made = {key for key, _ns, _flag in plan["unshare"]}
-    for key, ns, _flag, _why in ORDER:
-        if key == "net":
-            continue
-        on = key in made
-        rows.append(_row(key, ns, on, f"new ({MEANING[key]})" if on else "host",
-                         ctx.required(SECTION)))
-    net_new = "net" in made
-    row = _row("net", "net", net_new,
-               "none (new namespace, loopback only)" if net_new else "host network",
-               ctx.required(SECTION))
-    if net_new and plan["net"] == "none":
-        row["expect"]["net.interfaces"] = "lo"
-    rows.append(row)
-    if cfg["uts"]:
-        rows.append({"control": "hostname", "section": SECTION, "key": "hostname",
-                     "category": "namespaces.hostname",
-                     "value": f"{cfg['hostname']} (domain {cfg['domainname']})",
-                     "status": _status(True, ctx.required(SECTION)), "weight": 0.0})
-    return rows
-
-
-def _status(on, required):
-    if not on:
-        return "not-configured"
-    return "enforced" if required else "best-effort"
-
-
-def _row(key, ns, on, value, required):
-    # weight: the share of this control's exposure that remains (docs/audit.md gives each
-    # category its importance): none when the namespace is made, all of it when not.
-    return {"control": f"namespace {ns}", "section": SECTION, "key": key, "value": value,
-            "category": f"namespaces.{key}", "status": _status(on, required),
-            "weight": 0.0 if on else 1.0, "expect": {f"ns.{ns}": "new" if on else "host"}}
+    check(_libc_setdomainname(dom, len(dom)), f"setdomainname({plan['domainname']})")

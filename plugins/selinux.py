@@ -20,13 +20,16 @@ The policy must allow the transition: ``process { transition }`` from secrun's d
 target, ``file { entrypoint }`` on the workload's executable, and, when no_new_privs is set
 (the default), ``process2 { nnp_transition }`` (or a bounded target type).  Otherwise exec fails
 with EACCES/EPERM and secrun reports it.
+
+This module is what a launch imports: ``prepare`` and ``lsm``.  The schema, the syntax check
+and the audit live in :mod:`secrun.plugins._selinux_plan`, imported only on a plan cache miss
+or by ``secrun audit``/``profiles``.
 """
 
 import os
 
 from secrun import hookimpl
-from secrun.errors import ConfigError, NotAvailable, SetupError
-from secrun.schema import Field, Section
+from secrun.errors import NotAvailable, SetupError
 
 SECTION = "selinux"
 LSM_LIST = "/sys/kernel/security/lsm"
@@ -40,22 +43,6 @@ def _ident(value, chars=_IDENT_CHARS):
     return bool(value) and all(c in chars for c in value)
 
 
-def _check_type(value):
-    if value and not _ident(value):
-        raise ValueError(f"{value!r} is not an SELinux type name (letters, digits, _ . -)")
-
-
-@hookimpl
-def secrun_profile_sections():
-    return [Section(SECTION, "SELinux domain of the workload (needs an SELinux kernel).", [
-        Field("context", str, "",
-              "full context the workload runs in, \"user:role:type:level\" (setexeccon)"),
-        Field("type", str, "",
-              "only the domain type; user, role and level are secrun's own at launch",
-              check=_check_type),
-    ])]
-
-
 def _split(context):
     """user, role, type, level ('' without MLS) of a context string, or None."""
     parts = context.split(":", 3)
@@ -66,18 +53,27 @@ def _split(context):
     return parts + [""] * (4 - len(parts))
 
 
+# --- planning (schema, syntax check and audit live in _selinux_plan) ---------------------------
+
+@hookimpl
+def secrun_profile_sections():
+    from secrun.plugins import _selinux_plan
+
+    return _selinux_plan.sections()
+
+
 @hookimpl
 def secrun_compile(ctx):
-    cfg = ctx.config[SECTION]
-    context, typ = cfg["context"].strip(), cfg["type"]
-    if context and typ:
-        raise ConfigError(SECTION, "type", "set either context or type, not both")
-    if not context and not typ:
-        raise ConfigError(SECTION, "context", "set context (\"user:role:type:level\") or type")
-    if context and _split(context) is None:
-        raise ConfigError(SECTION, "context", f"{context!r} is not an SELinux context "
-                          "(user:role:type[:level], e.g. \"system_u:system_r:secrun_t:s0\")")
-    ctx.plan[SECTION] = {"context": context, "type": typ}
+    from secrun.plugins import _selinux_plan
+
+    ctx.plan[SECTION] = _selinux_plan.compile_plan(ctx)
+
+
+@hookimpl
+def secrun_audit(ctx):
+    from secrun.plugins import _selinux_plan
+
+    return _selinux_plan.audit(ctx)
 
 
 # --- availability ----------------------------------------------------------------------------
@@ -158,7 +154,9 @@ def secrun_prepare(ctx):
     if _enforcing() is False:
         ctx.warn(f"selinux: the kernel is in permissive mode: the workload runs in {context}, "
                  "but denials are only logged")
-    ctx.state[SECTION] = {"lib": lib, "context": context}
+    import ctypes  # loaded by _lib() already; the lsm stage must not import
+
+    ctx.state[SECTION] = {"lib": lib, "context": context, "get_errno": ctypes.get_errno}
     ctx.log(f"selinux: workload enters {context} at exec")
 
 
@@ -167,40 +165,6 @@ def secrun_lsm(ctx):
     st = ctx.state.get(SECTION)
     if st is None:
         return  # prepare found SELinux unavailable and the section is best-effort (reported)
-    import ctypes
-
     if st["lib"].setexeccon(st["context"].encode()) != 0:
-        err = ctypes.get_errno()
+        err = st["get_errno"]()
         raise OSError(err, os.strerror(err), f"setexeccon({st['context']})")
-
-
-# --- audit -----------------------------------------------------------------------------------
-
-@hookimpl
-def secrun_audit(ctx):
-    plan = ctx.plan[SECTION]
-    cfg = ctx.config[SECTION]
-    key = "context" if plan["context"] else "type"
-    row = {"control": "selinux", "section": SECTION, "key": key,
-           "value": plan["context"] or f"type {plan['type']}"}
-    try:
-        _check_available()
-        lib = _lib()
-        context = _full_context(lib, plan)
-    except (NotAvailable, SetupError, OSError) as e:
-        row.update(status="not-available", weight=0.15,
-                   detail=f"{e}: " + ("a launch fails (required = true)" if cfg["required"]
-                                      else "the workload runs without it (required = false)"))
-        return [row]
-    row["value"] = context
-    if lib.security_check_context(context.encode()) != 0:
-        row.update(status="not-available", weight=0.15,
-                   detail="not a valid context in the loaded policy: a launch fails")
-        return [row]
-    row["expect"] = {"lsm.selinux": context}
-    if _enforcing():
-        row.update(status="enforced", weight=0.0)
-    else:
-        row.update(status="best-effort", weight=0.1,
-                   detail="permissive mode: denials are logged, not enforced")
-    return [row]

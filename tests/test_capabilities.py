@@ -612,3 +612,39 @@ def test_supplementary_groups_in_a_user_namespace(secrun, write_profile, tmp_pat
     assert r.rc == 125, r
     assert "stage 'identity'" in r.err and "setgroups([4])" in r.err and "deny" in r.err, r
     assert not sentinel.exists()
+
+
+# --- [process] rlimits: set with libc's setrlimit from the limits packed at planning -------------
+
+@needs_root
+def test_rlimits_soft_hard_and_unlimited_hold_inside(secrun, write_profile):
+    prof = write_profile('[process]\nrlimits = { nofile = "100:200", core = 0, cpu = "unlimited",'
+                         ' fsize = "1M" }\n', "rlim")
+    r = secrun("-p", prof, "--", "/bin/sh", "-c",
+               "ulimit -Sn; ulimit -Hn; ulimit -Sc; ulimit -Hc; ulimit -St; ulimit -Ht; "
+               "ulimit -Sf; ulimit -Hf")
+    assert r.rc == 0, r
+    # sh prints fsize in 512-byte blocks
+    assert r.out.split() == ["100", "200", "0", "0", "unlimited", "unlimited", "2048", "2048"], r
+
+
+@needs_root
+def test_rlimit_the_kernel_refuses_stops_the_launch_naming_setrlimit(secrun, write_profile,
+                                                                   tmp_path):
+    # Above fs.nr_open the kernel refuses RLIMIT_NOFILE even to root (EPERM).
+    with open("/proc/sys/fs/nr_open") as f:
+        too_many = int(f.read()) + 1
+    prof = write_profile(f"[process]\nrlimits = {{ nofile = {too_many} }}\n", "rlimbad")
+    sentinel = tmp_path / "ran"
+    r = secrun("-p", prof, "--", "touch", sentinel)
+    assert r.rc == 125, r
+    assert ("stage 'rlimits' failed in plugin 'process': setrlimit(RLIMIT_NOFILE): Operation "
+            "not permitted (EPERM)") in r.err, r
+    assert not sentinel.exists()
+
+
+def test_rlimit_beyond_64_bits_is_refused_at_planning(secrun, write_profile):
+    prof = write_profile('[process]\nrlimits = { as = "99999999999T" }\n', "rlimhuge")
+    r = secrun("-p", prof, "--", "/bin/true")
+    assert r.rc == 125, r
+    assert prof in r.err and "[process].rlimits" in r.err and "largest limit" in r.err, r

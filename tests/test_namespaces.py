@@ -517,3 +517,42 @@ def test_unshare_error_names_the_flag():
 
     e = namespaces._unshare_error(namespaces.CLONE_NEWUSER, errno.EINVAL)
     assert "unshare(CLONE_NEWUSER)" in str(e) and "more than one thread" in str(e)
+
+
+# --- launch cost: a cached launch runs the stages without importing any planning code ------------
+
+PLANNING_MODULES = ("secrun.plugins._namespaces_plan", "secrun.plugins._caps_plan",
+                    "secrun.plugins._identity_plan", "secrun.plugins._process_plan",
+                    "secrun.plugins._apparmor_plan", "secrun.plugins._selinux_plan",
+                    "secrun.plugins._seccomp_plan", "secrun.plugins._seccomp_compile",
+                    "resource")
+
+
+@needs_root
+def test_cached_launch_imports_no_planning_module(wdir):
+    """strict (namespaces, capabilities, identity, process, apparmor, seccomp) plus a
+    best-effort [selinux]: every one of these plugins runs its stages on a cached launch, and
+    the schemas, compilers, audits and the `resource` extension stay unloaded.  The workload
+    proves the stages ran: no capabilities, uid 65534, the new hostname, the rlimit."""
+    prof = write(wdir, "all.toml", 'extends = ["strict"]\n'
+                 '[selinux]\ntype = "secrun_sandbox_t"\nrequired = false\n')
+    probe = ["/bin/sh", "-c", "grep -E '^(CapEff|Uid|Seccomp):' /proc/self/status; hostname; "
+             "ulimit -n"]
+    assert run_secrun("--profile", prof, "--", *probe, cwd="/").rc == 0  # plan cached
+    code = textwrap.dedent(f"""
+        import sys
+        from secrun.main import main
+        rc = main(['--profile', {prof!r}, '--', *{probe!r}])
+        sys.stdout.flush()
+        mods = [m for m in {PLANNING_MODULES!r} if m in sys.modules]
+        print('rc', rc, 'loaded', *mods, 'plugins', *sorted(
+            m for m in sys.modules if m.startswith('secrun.plugins.')))
+    """)
+    cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    lines = cp.stdout.splitlines()
+    assert lines[-1].split(" plugins ")[0] == "rc 0 loaded", cp
+    for mod in ("namespaces", "capabilities", "identity", "process", "apparmor", "selinux",
+                "seccomp"):
+        assert f"secrun.plugins.{mod}" in lines[-1].split(), cp
+    assert lines[:-1] == ["Uid:\t65534\t65534\t65534\t65534", "CapEff:\t0000000000000000",
+                          "Seccomp:\t2", "sandbox", "1024"], cp
