@@ -82,6 +82,11 @@ def parse_launch(argv: list) -> LaunchOptions:
 
 
 def launch(argv: list) -> int:
+    # A launch allocates little and lives briefly (the supervisor then only waits): no cyclic
+    # garbage collection, whose passes would otherwise land at random points of the setup.
+    import gc
+
+    gc.disable()
     from . import plan as _plan
 
     opts = parse_launch(argv)
