@@ -9,123 +9,67 @@ behind by a secrun that was SIGKILLed.
 
 Layouts, detected at run time from ``/proc/self/mountinfo`` and ``/proc/self/cgroup``:
 
-- pure cgroup v2: one group in the v2 tree carries the limits (:mod:`._cgroups_v2`);
-- legacy v1: one group per controller hierarchy (:mod:`._cgroups_v1`), the freezer kills;
+- pure cgroup v2: one group in the v2 tree carries the limits (:class:`V2Manager`);
+- legacy v1: one group per controller hierarchy (:class:`V1Manager`), the freezer kills;
 - hybrid: each controller is used where it is bound (here: v1), and a v2 group in the unified
   tree tracks the run, so ``cgroup.kill`` removes the whole process tree at cleanup.
 
 Both managers have the same interface (:class:`Manager`): ``create``, ``apply``, ``add_task``,
-``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<8 hex>`` (:data:`NAME_PATTERN`),
-so ``gc`` can tell a group whose secrun is gone.
+``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<8 hex>``, so ``gc`` can tell
+a group whose secrun is gone.
 
-This module imports only ``os`` and ``re`` at load time; the launch path stays cheap.
+Every launch imports this module, so it holds the three stages and what they need, and nothing
+else: the profile schema, unit parsing, planning, the audit rows and the ``secrun cgroups``
+commands live in :mod:`._cgroups_plan`, imported only by the hooks (and error paths) that need
+it.  The two managers live here rather than in modules of their own: each extra module costs
+a launch ~0.1 ms of import machinery.  Files are read and written with ``os.open``/``os.read``:
+a text-mode ``open()`` costs ~80 µs more per file.
 """
 
 import os
 import sys
+import time
 
 from secrun import hookimpl
-from secrun.errors import ConfigError, SetupError
-from secrun.schema import Field, Section
+from secrun.errors import SetupError
 
 SECTION = "cgroups"
-NAME_PATTERN = r"^secrun-(\d+)-([0-9a-f]{8})$"  # compiled where needed: `re` is kept off the
-# launch path (with enum and functools it costs ~8 ms of every launch)
 CPU_PERIOD_US = 100_000
 # Controllers (the v2 names; v1 calls io "blkio") each limit needs.
 CONTROLLER_OF = {"memory_max": "memory", "swap_max": "memory", "pids_max": "pids",
                  "cpu_max": "cpu", "cpu_weight": "cpu", "io_weight": "io"}
 LIMIT_KEYS = ("memory_max", "swap_max", "pids_max", "cpu_max", "cpu_weight", "io_weight")
-
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE_PATTERN = r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$"
+V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer", "blkio")
 
 
-# --- units -----------------------------------------------------------------------------------
+# --- planning, audit and commands (never on the launch path) ----------------------------------
 
-def parse_size(value):
-    """'512M' -> 536870912; '' -> None (not set); 'max' -> 'max'.  Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"negative limit {value}")
-        return value
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in ("max", "unlimited"):
-        return "max"
-    if text.startswith("-"):
-        raise ValueError(f"negative limit {value!r}")
-    import re
+@hookimpl
+def secrun_profile_sections():
+    from secrun.plugins import _cgroups_plan
 
-    m = re.match(_SIZE_PATTERN, text)
-    if not m:
-        raise ValueError(f"{value!r} is not a size such as \"512M\", \"2G\" or \"max\"")
-    num, unit = m.groups()
-    given = str(value).strip()[m.start(2):]
-    unit = unit[:-1] if unit.endswith("b") and unit != "b" else unit  # 512MB, 512MiB
-    unit = unit[:-1] if unit.endswith("i") else unit
-    if unit == "b":
-        unit = ""
-    if unit not in _UNITS:
-        raise ValueError(f"unknown unit {given!r} in {value!r} (use K, M, G, T or none "
-                         f"for bytes; binary multiples)")
-    return int(float(num) * _UNITS[unit])
+    return _cgroups_plan.profile_sections()
 
 
-def parse_cpus(value):
-    """'1.5' (CPUs) -> quota in microseconds per CPU_PERIOD_US; '' -> None; 'max' -> 'max'."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number of CPUs")
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in ("max", "unlimited"):
-        return "max"
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number of CPUs such as \"0.5\" or \"1.5\"") \
-            from None
-    if cpus < 0:
-        raise ValueError(f"negative limit {value!r}")
-    if cpus == 0 or cpus != cpus or cpus == float("inf"):
-        raise ValueError(f"{value!r}: a CPU quota must be a positive number of CPUs")
-    return max(1000, round(cpus * CPU_PERIOD_US))
+@hookimpl
+def secrun_compile(ctx):
+    from secrun.plugins import _cgroups_plan
+
+    _cgroups_plan.compile_plan(ctx)
 
 
-def parse_count(value):
-    """pids: 20 -> 20; 0/'max'/'' -> None or 'max'."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("", "max", "unlimited"):
-            return "max" if text else None
-        if not text.lstrip("-").isdigit():
-            raise ValueError(f"{value!r} is not a number of processes or \"max\"")
-        value = int(text)
-    if value < 0:
-        raise ValueError(f"negative limit {value}")
-    return value or None
+@hookimpl
+def secrun_audit(ctx):
+    from secrun.plugins import _cgroups_plan
+
+    return _cgroups_plan.audit(ctx)
 
 
-def _weight(value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{value!r} is not an integer weight")
-    if value < 0:
-        raise ValueError(f"negative weight {value}")
-    if value > 10000:
-        raise ValueError(f"weight {value} is above 10000 (the range is 1-10000, 100 is the "
-                         f"default share)")
-    return value or None
+@hookimpl
+def secrun_register_commands(cli):
+    from secrun.plugins import _cgroups_plan
 
-
-def _check_parent(value):
-    if value and any(p in ("..", ".") for p in value.split("/")):
-        raise ValueError(f"{value!r}: '.' and '..' are not allowed in a cgroup path")
+    _cgroups_plan.register_commands(cli)
 
 
 def human(n) -> str:
@@ -135,64 +79,6 @@ def human(n) -> str:
         if n >= mult and n % mult == 0:
             return f"{n // mult}{unit}"
     return f"{n}"
-
-
-def _checker(parse):
-    def check(value):
-        parse(value)
-    return check
-
-
-@hookimpl
-def secrun_profile_sections():
-    return [Section(SECTION, "Resource limits: a fresh cgroup per run (v2, v1 or hybrid hosts).", [
-        Field("memory_max", (int, str), "",
-              "memory limit: bytes or a size with a binary unit (\"512M\", \"2G\"); \"\" or "
-              "\"max\": none.  Exceeding it gets the workload OOM-killed (reported, exit 137)",
-              check=_checker(parse_size)),
-        Field("swap_max", (int, str), "0",
-              "swap the workload may use on top of memory_max (\"0\": none, \"max\": any); "
-              "applied with memory_max where the host accounts swap (v2 memory.swap.max, "
-              "v1 memory.memsw.limit_in_bytes = memory_max + swap_max)",
-              check=_checker(parse_size)),
-        Field("pids_max", (int, str), 0,
-              "most processes and threads alive in the group at once (0 or \"max\": no limit); "
-              "fork() beyond it fails with EAGAIN and the run reports it",
-              check=_checker(parse_count)),
-        Field("cpu_max", (int, float, str), "",
-              "CPU quota as a number of CPUs (\"0.5\", \"1.5\"), enforced per 100 ms period; "
-              "\"\" or \"max\": none", check=_checker(parse_cpus)),
-        Field("cpu_weight", int, 0,
-              "relative CPU share under contention, 1-10000 (100 is the default share; v1: "
-              "cpu.shares = weight * 1024 / 100); 0: inherited", check=_checker(_weight)),
-        Field("io_weight", int, 0,
-              "relative block-io share, 1-10000 (v2 io.weight / io.bfq.weight; v1 "
-              "blkio.bfq.weight = weight / 10, clamped to 1-1000); 0: inherited",
-              check=_checker(_weight)),
-        Field("parent", str, "",
-              "where the run's group is created: \"\" under secrun's own cgroup (from "
-              "/proc/self/cgroup); \"/a/b\" from the root of each hierarchy (e.g. a "
-              "delegated subtree); \"a/b\" relative to secrun's own cgroup",
-              check=_check_parent),
-    ])]
-
-
-# --- planning --------------------------------------------------------------------------------
-
-@hookimpl
-def secrun_compile(ctx):
-    cfg = ctx.config[SECTION]
-    plan = {"parent": cfg["parent"]}
-    parsers = {"memory_max": parse_size, "swap_max": parse_size, "pids_max": parse_count,
-               "cpu_max": parse_cpus, "cpu_weight": _weight, "io_weight": _weight}
-    for key in LIMIT_KEYS:
-        try:
-            plan[key] = parsers[key](cfg[key])
-        except ValueError as e:
-            raise ConfigError(SECTION, key, str(e)) from None
-    if plan["memory_max"] in (None, "max"):
-        plan["swap_max"] = None  # swap is limited only together with memory
-    ctx.plan[SECTION] = plan
 
 
 def limits_text(plan) -> str:
@@ -236,43 +122,36 @@ class Layout:
         return "v1" if self.v1 else "none"
 
     def v2_controllers(self, parent_dir) -> set:
-        try:
-            with open(os.path.join(parent_dir, "cgroup.controllers")) as f:
-                return set(f.read().split())
-        except OSError:
-            return set()
-
-
-V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer", "blkio")
+        return set(read(os.path.join(parent_dir, "cgroup.controllers")).split())
 
 
 def detect(pid="self") -> Layout:
     """Read the mount table and our own cgroup membership (no changes)."""
     own_v1, own_v2 = {}, None
-    with open(f"/proc/{pid}/cgroup") as f:
-        for line in f:
-            hid, ctrls, path = line.rstrip("\n").split(":", 2)
-            if hid == "0" and ctrls == "":
-                own_v2 = path
-            else:
-                for c in ctrls.split(","):
-                    own_v1[c] = path
-    v1, v2 = {}, None
-    with open(f"/proc/{pid}/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            rfields = right.split()
-            if len(fields) < 5 or len(rfields) < 3:
-                continue
-            fstype, opts = rfields[0], rfields[2]
-            root, mnt = _unescape(fields[3]), _unescape(fields[4])
-            if fstype == "cgroup2" and v2 is None and own_v2 is not None:
-                v2 = (mnt, _below(own_v2, root))
-            elif fstype == "cgroup":
-                for c in opts.split(","):
-                    if c in V1_CONTROLLERS and c not in v1 and c in own_v1:
-                        v1[c] = (mnt, _below(own_v1[c], root))
+    for line in slurp(f"/proc/{pid}/cgroup").splitlines():
+        hid, ctrls, path = line.split(":", 2)
+        if hid == "0" and ctrls == "":
+            own_v2 = path
+        else:
+            for c in ctrls.split(","):
+                own_v1[c] = path
+    v1: dict = {}
+    v2 = None
+    for line in slurp(f"/proc/{pid}/mountinfo").splitlines():
+        if "cgroup" not in line:
+            continue
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        rfields = right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype, opts = rfields[0], rfields[2]
+        if fstype == "cgroup2" and v2 is None and own_v2 is not None:
+            v2 = (_unescape(fields[4]), _below(own_v2, _unescape(fields[3])))
+        elif fstype == "cgroup":
+            for c in opts.split(","):
+                if c in V1_CONTROLLERS and c not in v1 and c in own_v1:
+                    v1[c] = (_unescape(fields[4]), _below(own_v1[c], _unescape(fields[3])))
     return Layout(v1, v2)
 
 
@@ -308,22 +187,46 @@ def parent_dir(mount, own, parent) -> str:
 
 # --- low-level file access shared by both managers --------------------------------------------
 
-def write(path, value, key=None, human_value=None) -> None:
-    """Write a cgroup control file; a failure names the file (and the profile key)."""
-    data = str(value).encode()
+def slurp(path) -> str:
+    """The whole content of a procfs/cgroupfs file as text; OSError if it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as e:
-        raise _err(path, e, key, human_value) from None
+        data = os.read(fd, 65536)
+        if data:
+            more = os.read(fd, 65536)
+            while more:
+                data += more
+                more = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "surrogateescape")
+
+
+def read(path, default=""):
+    try:
+        return slurp(path)
+    except OSError:
+        return default
+
+
+def put(path, data: bytes) -> None:
+    """Write ``data`` to a cgroup control file; OSError as the kernel gives it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     try:
         os.write(fd, data)
-    except OSError as e:
-        raise _err(path, e, key, human_value) from None
     finally:
         os.close(fd)
 
 
-def _err(path, e, key, hv):
+def write(path, value, key=None, human_value=None) -> None:
+    """Write a cgroup control file; a failure names the file (and the profile key)."""
+    try:
+        put(path, str(value).encode())
+    except OSError as e:
+        raise err(path, e, key, human_value) from None
+
+
+def err(path, e, key, hv):
     import errno as _errno
 
     name = _errno.errorcode.get(e.errno, str(e.errno))
@@ -334,14 +237,6 @@ def _err(path, e, key, hv):
         why += " (no write access to this cgroup tree: run as root or name a delegated, " \
                "writable [cgroups].parent)"
     return SetupError(path, why)
-
-
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return default
 
 
 def keyed(path) -> dict:
@@ -356,6 +251,14 @@ def keyed(path) -> dict:
     return out
 
 
+def number(path):
+    """A file holding one integer (memory.peak, pids.peak, cpuacct.usage), or None."""
+    try:
+        return int(read(path, "0"))
+    except ValueError:
+        return None
+
+
 def procs(d) -> list:
     """Pids in group ``d`` and every group below it."""
     out = []
@@ -365,11 +268,22 @@ def procs(d) -> list:
     return out
 
 
+def remove_group(d, kill) -> None:
+    """Remove group ``d``.  One rmdir in the normal case: the kernel removes a group only when
+    no process is in it and it has no child group, so success proves both.  Otherwise (a
+    member still exiting, a group the workload made below) :func:`rmdir_tree` kills, removes
+    deepest first and retries."""
+    try:
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        rmdir_tree(d, kill=kill)
+
+
 def rmdir_tree(d, kill=None, timeout=3.0) -> None:
     """Remove group ``d`` and its descendants, deepest first.  A group that is still busy
     (its last processes are exiting) is retried, calling ``kill`` again, until ``timeout``."""
-    import time
-
     deadline = time.monotonic() + timeout
     delay = 0.0005
     while True:
@@ -392,8 +306,6 @@ def rmdir_tree(d, kill=None, timeout=3.0) -> None:
 
 
 def wait_until(cond, timeout=2.0) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout
     delay = 0.0002
     while not cond():
@@ -438,10 +350,374 @@ class Manager:
         """Remove the group(s), retrying while the last members exit."""
         raise NotImplementedError
 
-    def stats(self) -> dict:
-        """oom_kill, pids_max_hits, pids_peak, memory_peak, cpu_usec: what the run did."""
+    def stats(self, full=True) -> dict:
+        """What the run did: oom_kill and pids_max_hits (reported on every run), and with
+        ``full`` (``-v``) also pids_peak, memory_peak, cpu_usec."""
         raise NotImplementedError
 
+    def discard(self) -> bool:
+        """Remove the group(s) at once if nothing is left in them; True if they are gone.
+        Only a manager whose group holds every process of the run implements it."""
+        return False
+
+
+# --- cgroup v1: one directory per controller hierarchy ----------------------------------------
+# Files: ``memory.limit_in_bytes`` and ``memory.memsw.limit_in_bytes`` (memory + swap, where
+# swap is accounted), ``pids.max``, ``cpu.cfs_quota_us``/``cpu.cfs_period_us`` and
+# ``cpu.shares``, ``blkio.bfq.weight``.  Killing a group: freeze it (``freezer.state``), SIGKILL
+# every member, thaw; without a freezer, kill members until none is left.  Reports come from
+# ``memory.oom_control`` (``oom_kill``), ``pids.events`` (``max``), ``cpuacct.usage``.
+
+def v1_shares(weight: int) -> int:
+    return max(2, min(262144, weight * 1024 // 100))
+
+
+class V1Manager(Manager):
+    kind = "v1"
+
+    def __init__(self, parents: dict, name: str):
+        # {controller: parent directory}; several controllers may share a mount (cpu,cpuacct)
+        self.dirs_by = {c: os.path.join(p, name) for c, p in parents.items()}
+        self.dirs: list = []
+
+    def create(self) -> None:
+        for _c, d in self.dirs_by.items():
+            if d in self.dirs:
+                continue
+            try:
+                os.mkdir(d, 0o755)
+            except OSError as e:
+                raise err(d, OSError(e.errno, e.strerror), None, None) from None
+            self.dirs.append(d)
+
+    def apply(self, plan, ctx) -> list:
+        done = []
+        required = ctx.required("cgroups")
+
+        def put_limit(ctrl, fname, value, key, hv, if_missing=None):
+            d = self.dirs_by.get(ctrl)
+            if d is None:
+                return
+            path = os.path.join(d, fname)
+            try:
+                put(path, str(value).encode())
+            except FileNotFoundError as e:
+                if if_missing is not None:
+                    if_missing()
+                    return
+                fail(path, e, key, hv)
+                return
+            except OSError as e:
+                fail(path, e, key, hv)
+                return
+            done.append((path, str(value)))
+
+        def fail(path, e, key, hv):
+            e = err(path, e, key, hv)
+            if required:
+                raise e
+            ctx.warn(f"cgroups: best-effort limit not applied: {e}")
+
+        def no_memsw():
+            if swap != "max" and _swap_active():
+                ctx.warn("cgroups: this host does not account swap per cgroup "
+                         "(no memory.memsw.limit_in_bytes): [cgroups].swap_max not applied")
+
+        mem, swap = plan["memory_max"], plan["swap_max"]
+        if mem is not None:
+            put_limit("memory", "memory.limit_in_bytes", -1 if mem == "max" else mem,
+                      "memory_max", human(mem))
+            if swap is not None and isinstance(mem, int):
+                # written directly: a kernel without swap accounting has no such file
+                put_limit("memory", "memory.memsw.limit_in_bytes",
+                          -1 if swap == "max" else mem + swap, "swap_max", human(swap),
+                          if_missing=no_memsw)
+        pids = plan["pids_max"]
+        if pids is not None:
+            put_limit("pids", "pids.max", pids, "pids_max", pids)
+        q = plan["cpu_max"]
+        if q is not None:
+            put_limit("cpu", "cpu.cfs_period_us", CPU_PERIOD_US, "cpu_max", q)
+            put_limit("cpu", "cpu.cfs_quota_us", -1 if q == "max" else q, "cpu_max",
+                      "max" if q == "max" else f"{q / CPU_PERIOD_US:g}")
+        w = plan["cpu_weight"]
+        if w is not None:
+            put_limit("cpu", "cpu.shares", v1_shares(w), "cpu_weight", w)
+        iw = plan["io_weight"]
+        if iw is not None:
+            d = self.dirs_by.get("blkio")
+            fname = "blkio.bfq.weight"
+            if d and not os.path.exists(os.path.join(d, fname)):
+                fname = "blkio.weight"
+            put_limit("blkio", fname, max(1, min(1000, iw // 10)), "io_weight", iw)
+        return done
+
+    def add_task(self, pid) -> None:
+        for d in self.dirs:
+            write(os.path.join(d, "cgroup.procs"), pid)
+
+    def kill(self) -> None:
+        freezer = self.dirs_by.get("freezer")
+        if freezer and freezer in self.dirs:
+            kill_v1_dir(freezer, freezer=True)
+        for d in self.dirs:
+            kill_v1_dir(d, freezer=False)
+
+    def remove(self) -> None:
+        error = None
+        for d in self.dirs:
+            try:
+                remove_group(d, kill=lambda d=d: kill_v1_dir(d, freezer=False))
+            except OSError as e:
+                error = error or e
+        if error:
+            raise error
+
+    def stats(self, full=True) -> dict:
+        out = {}
+        d = self.dirs_by.get("memory")
+        if d:
+            out["oom_kill"] = keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
+            if full:
+                peak = number(os.path.join(d, "memory.max_usage_in_bytes"))
+                if peak is not None:
+                    out["memory_peak"] = peak
+        d = self.dirs_by.get("pids")
+        if d:
+            out["pids_max_hits"] = keyed(os.path.join(d, "pids.events")).get("max", 0)
+            if full:
+                peak = number(os.path.join(d, "pids.peak"))
+                if peak is not None:
+                    out["pids_peak"] = peak
+        d = self.dirs_by.get("cpuacct")
+        if d and full:
+            usage = number(os.path.join(d, "cpuacct.usage"))
+            if usage is not None:
+                out["cpu_usec"] = usage // 1000
+        return out
+
+
+def _swap_active() -> bool:
+    return len(read("/proc/swaps").splitlines()) > 1
+
+
+def kill_v1_dir(d, freezer=None) -> None:
+    """Kill every process in v1 group ``d`` (and below).  With the freezer (``freezer`` True,
+    or None: if ``d`` has ``freezer.state``) the group is frozen first, so no member can fork
+    while its siblings are being killed."""
+    state = os.path.join(d, "freezer.state")
+    if freezer is None:
+        freezer = os.path.exists(state)
+    for _ in range(100):
+        pids = procs(d)
+        if not pids:
+            return
+        if freezer:
+            try:
+                write(state, "FROZEN")
+                wait_until(lambda: read(state).strip() == "FROZEN", timeout=1.0)
+            except Exception:  # noqa: BLE001 - fall back to killing unfrozen
+                freezer = False
+            pids = procs(d)
+        sigkill_all(pids)
+        if freezer:
+            try:
+                write(state, "THAWED")
+            except Exception:  # noqa: BLE001
+                pass
+        wait_until(lambda: not procs(d), timeout=0.5)
+
+
+# --- cgroup v2: one group in the unified tree -------------------------------------------------
+# Files: ``memory.max``, ``memory.swap.max``, ``pids.max``, ``cpu.max``, ``cpu.weight``,
+# ``io.weight`` (or ``io.bfq.weight``).  The controllers a limit needs are enabled in the
+# parent's ``cgroup.subtree_control`` first, as a delegating manager does.  On a hybrid host the
+# group has no controllers and only tracks the run (``controllers`` empty).  Killing:
+# ``cgroup.kill``, or freeze (``cgroup.freeze``) and SIGKILL every member on kernels before 5.14.
+# Reports come from ``memory.events`` (``oom_kill``), ``pids.events`` (``max``), ``cpu.stat``.
+
+class V2Manager(Manager):
+    kind = "v2"
+
+    def __init__(self, parent: str, name: str, controllers: list):
+        self.parent = parent
+        self.dir = os.path.join(parent, name)
+        self.controllers = list(controllers)
+        self.dirs: list = []
+
+    def create(self) -> None:
+        if self.controllers:
+            self._enable(self.parent)
+        try:
+            os.mkdir(self.dir, 0o755)
+        except OSError as e:
+            raise err(self.dir, OSError(e.errno, e.strerror), None, None) from None
+        self.dirs.append(self.dir)
+
+    def _enable(self, parent):
+        path = os.path.join(parent, "cgroup.subtree_control")
+        enabled = set(read(path).split())
+        want = [c for c in self.controllers if c not in enabled]
+        if not want:
+            return
+        try:
+            write(path, " ".join("+" + c for c in want))
+        except SetupError as e:
+            if "EBUSY" in e.message:
+                raise SetupError(path, f"cannot enable the {', '.join(want)} controller(s) for "
+                                 f"the run's group: the parent group has processes of its "
+                                 f"own (cgroup v2 'no internal processes' rule); name a "
+                                 f"delegated, empty [cgroups].parent") from None
+            raise
+
+    def apply(self, plan, ctx) -> list:
+        done = []
+        required = ctx.required("cgroups")
+        d = self.dir
+
+        def put_limit(ctrl, fname, value, key, hv, if_missing=None):
+            if ctrl not in self.controllers:
+                return
+            path = os.path.join(d, fname)
+            try:
+                put(path, str(value).encode())
+            except FileNotFoundError as e:
+                if if_missing is not None:
+                    if_missing()
+                    return
+                fail(path, e, key, hv)
+                return
+            except OSError as e:
+                fail(path, e, key, hv)
+                return
+            done.append((path, str(value)))
+
+        def fail(path, e, key, hv):
+            e = err(path, e, key, hv)
+            if required:
+                raise e
+            ctx.warn(f"cgroups: best-effort limit not applied: {e}")
+
+        def no_swap_file():
+            if swap != "max" and len(read("/proc/swaps").splitlines()) > 1:
+                ctx.warn("cgroups: this kernel does not account swap per cgroup (no "
+                         "memory.swap.max): [cgroups].swap_max not applied")
+
+        mem, swap = plan["memory_max"], plan["swap_max"]
+        if mem is not None:
+            put_limit("memory", "memory.max", mem, "memory_max", human(mem))
+            if swap is not None:
+                # written directly: a kernel without swap accounting has no such file
+                put_limit("memory", "memory.swap.max", swap, "swap_max", human(swap),
+                          if_missing=no_swap_file)
+        pids = plan["pids_max"]
+        if pids is not None:
+            put_limit("pids", "pids.max", pids, "pids_max", pids)
+        q = plan["cpu_max"]
+        if q is not None:
+            put_limit("cpu", "cpu.max", f"{q} {CPU_PERIOD_US}", "cpu_max",
+                      "max" if q == "max" else f"{q / CPU_PERIOD_US:g}")
+        w = plan["cpu_weight"]
+        if w is not None:
+            put_limit("cpu", "cpu.weight", w, "cpu_weight", w)
+        iw = plan["io_weight"]
+        if iw is not None:
+            fname = "io.weight" if os.path.exists(os.path.join(d, "io.weight")) \
+                else "io.bfq.weight"
+            put_limit("io", fname, iw if fname == "io.weight" else max(1, min(1000, iw)),
+                      "io_weight", iw)
+        return done
+
+    def add_task(self, pid) -> None:
+        write(os.path.join(self.dir, "cgroup.procs"), pid)
+
+    def kill(self) -> None:
+        if self.dirs:
+            kill_v2_dir(self.dir)
+
+    def discard(self) -> bool:
+        if self.dirs:
+            try:
+                os.rmdir(self.dir)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False  # busy: members left, or a group made below it
+            self.dirs = []
+        return True
+
+    def remove(self) -> None:
+        if self.dirs:
+            remove_group(self.dir, kill=lambda: kill_v2_dir(self.dir))
+            self.dirs = []
+
+    def stats(self, full=True) -> dict:
+        d = self.dir
+        out = {}
+        if "memory" in self.controllers:
+            out["oom_kill"] = keyed(os.path.join(d, "memory.events")).get("oom_kill", 0)
+            if full:
+                peak = number(os.path.join(d, "memory.peak"))
+                if peak is not None:
+                    out["memory_peak"] = peak
+        if "pids" in self.controllers:
+            out["pids_max_hits"] = keyed(os.path.join(d, "pids.events")).get("max", 0)
+            if full:
+                peak = number(os.path.join(d, "pids.peak"))
+                if peak is not None:
+                    out["pids_peak"] = peak
+        if full:
+            usage = keyed(os.path.join(d, "cpu.stat")).get("usage_usec")
+            if usage is not None:
+                out["cpu_usec"] = usage
+        return out
+
+
+def _populated(d) -> bool:
+    return "populated 1" in read(os.path.join(d, "cgroup.events"))
+
+
+def kill_v2_dir(d) -> None:
+    """Kill every process in v2 group ``d`` and below, and wait until it is empty."""
+    if not _populated(d):
+        return
+    try:
+        write(os.path.join(d, "cgroup.kill"), 1)
+    except SetupError as e:
+        if "ENOENT" not in e.message:
+            raise
+        _freeze_and_kill(d)
+    if not wait_until(lambda: not _populated(d), timeout=2.0):
+        _freeze_and_kill(d)
+
+
+def _freeze_and_kill(d) -> None:
+    """For kernels without cgroup.kill (before 5.14)."""
+    freeze = os.path.join(d, "cgroup.freeze")
+    for _ in range(100):
+        if not _populated(d):
+            return
+        have_freeze = os.path.exists(freeze)
+        if have_freeze:
+            try:
+                write(freeze, 1)
+                wait_until(lambda: "frozen 1" in read(os.path.join(d, "cgroup.events")), 1.0)
+            except SetupError:
+                have_freeze = False
+        sigkill_all(procs(d))
+        if have_freeze:
+            try:
+                write(freeze, 0)
+            except SetupError:
+                pass
+        wait_until(lambda: not _populated(d), timeout=0.5)
+    if _populated(d):
+        import errno
+
+        raise OSError(errno.EBUSY, "processes keep running in the group", d)
+
+
+# --- which manager carries what ---------------------------------------------------------------
 
 def new_name() -> str:
     return f"secrun-{os.getpid()}-{os.urandom(4).hex()}"
@@ -449,26 +725,21 @@ def new_name() -> str:
 
 def managers_for(layout: Layout, plan: dict, name: str):
     """Decide which manager carries which controller; returns (managers, missing)."""
-    from secrun.plugins._cgroups_v1 import V1Manager
-    from secrun.plugins._cgroups_v2 import V2Manager
-
     needed = {CONTROLLER_OF[k] for k in LIMIT_KEYS if plan[k] is not None}
     parent = plan["parent"]
     v1_ctrls = set()
-    for c in sorted(needed):
+    for c in needed:
         v1name = "blkio" if c == "io" else c
         if v1name in layout.v1:
             v1_ctrls.add(v1name)
+    rest = {c for c in needed if ("blkio" if c == "io" else c) not in v1_ctrls}
     v2_dir = None
     v2_ctrls = set()
     if layout.v2 is not None:
         v2_dir = parent_dir(layout.v2[0], layout.v2[1], parent)
-        available = layout.v2_controllers(v2_dir)
-        for c in needed:
-            if ("blkio" if c == "io" else c) not in v1_ctrls and c in available:
-                v2_ctrls.add(c)
-    missing = {c for c in needed
-               if ("blkio" if c == "io" else c) not in v1_ctrls and c not in v2_ctrls}
+        if rest:  # only then does the v2 tree have to carry a limit
+            v2_ctrls = rest & layout.v2_controllers(v2_dir)
+    missing = rest - v2_ctrls
     mgrs: list[Manager] = []
     if v1_ctrls or layout.v2 is None:
         extra = set()
@@ -508,21 +779,22 @@ def secrun_prepare(ctx):
     for m in mgrs:
         st["managers"].append(m)  # recorded first: cleanup removes whatever was created
         m.create()
+    # As soon as the groups exist: the warm-up holds the kernel's cgroup_mutex while it waits,
+    # which mkdir needs too, but the limit writes below do not.
+    st["warm"] = _start_warmup(layout)
     for m in mgrs:
         st["applied"] += m.apply(plan, ctx)
-    # After creating and limiting the groups: the warm-up holds the kernel's cgroup_mutex while
-    # it waits, which mkdir and limit writes need too.
-    st["warm"] = _start_warmup(layout)
-    ctx.log(f"cgroups: {layout.kind} layout; groups "
-            + ", ".join(d for m in mgrs for d in m.dirs) + f"; {limits_text(plan)}")
+    if ctx.verbose:
+        ctx.log(f"cgroups: {layout.kind} layout; groups "
+                + ", ".join(d for m in mgrs for d in m.dirs) + f"; {limits_text(plan)}")
 
 
 def _start_warmup(layout):
     """Start the kernel's cgroup-migration slow path early, off the critical path.
 
     Moving a task between cgroups takes the kernel's global ``cgroup_threadgroup_rwsem`` for
-    writing, and the first writer after a quiet spell waits a full RCU grace period (5-15 ms
-    here) before it gets it; writers shortly after that do not wait.  So, as early as
+    writing, and the first writer after a quiet spell waits a full RCU grace period (8-15 ms
+    here) before it gets it; writers within ~14 ms after that do not wait.  So, as early as
     possible, a helper thread of the supervisor rewrites the supervisor's own pid into the
     ``cgroup.procs`` of the group it is already in (a migration that moves nothing).  The
     grace period then elapses while the supervisor prepares and forks, and attaching the child
@@ -538,11 +810,7 @@ def _start_warmup(layout):
 
     def warm():
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+            put(path, b"0")
         except OSError:
             pass  # only an optimisation: the real attach reports real errors
         finally:
@@ -567,28 +835,28 @@ def secrun_attach(ctx):
     st = ctx.state.get(SECTION)
     if not st or not st["managers"]:
         return
+    _check_usage(ctx)  # needs no lock: done while the warm-up may still be waiting
     _join_warmup(st)
-    _check_usage(ctx, st)
     for m in st["managers"]:
         m.add_task(ctx.pid)
 
 
-def _check_usage(ctx, st):
+def _check_usage(ctx):
     """Refuse a memory limit below what the waiting child already holds: its private
     (anonymous) memory is what its remaining setup touches and gets charged for, so the
-    workload would be OOM-killed before it ran a line of its own."""
-    plan = ctx.plan[SECTION]
-    mem = plan["memory_max"]
+    workload would be OOM-killed before it ran a line of its own.  The figure is RssAnon,
+    read as resident - shared pages from ``/proc/PID/statm`` (the same kernel counters, a
+    cheaper file than ``status``)."""
+    mem = ctx.plan[SECTION]["memory_max"]
     if isinstance(mem, int):
-        rss = 0
-        for line in read(f"/proc/{ctx.pid}/status").splitlines():
-            if line.startswith("RssAnon:"):
-                rss = int(line.split()[1]) * 1024
+        path = f"/proc/{ctx.pid}/statm"
+        f = read(path).split()
+        rss = (int(f[1]) - int(f[2])) * os.sysconf("SC_PAGE_SIZE") if len(f) > 2 else 0
         if mem < rss:
             raise SetupError(f"[cgroups].memory_max = {human(mem)}",
                              f"the limit ({mem} bytes) is below the current usage of the "
                              f"process being placed in the group ({rss} bytes of private "
-                             f"memory, /proc/{ctx.pid}/status RssAnon): raise memory_max")
+                             f"memory, RssAnon from {path}): raise memory_max")
 
 
 @hookimpl
@@ -599,20 +867,28 @@ def secrun_cleanup(ctx):
     if not st or not st["managers"]:
         return
     plan = ctx.plan[SECTION]
+    # The v2 group first: it holds every process of the run (on a hybrid host it exists to
+    # track them), and cgroup.kill takes its whole tree at once.
+    mgrs = sorted(st["managers"], key=lambda m: m.kind != "v2")
     stats: dict = {}
-    for m in st["managers"]:
+    for m in mgrs:
         try:
-            for k, v in (m.stats() or {}).items():
+            for k, v in (m.stats(full=bool(ctx.verbose)) or {}).items():
                 stats[k] = max(stats.get(k, 0), v)
         except Exception:  # noqa: BLE001 - a statistic is not worth failing for
             pass
     errors = []
-    for m in st["managers"]:
-        try:
-            m.kill()
-        except Exception as e:  # noqa: BLE001 - go on removing the other groups
-            errors.append(e)
-    for m in st["managers"]:
+    # If the v2 group can be removed right away, no process of the run is left and none made a
+    # group of its own: the other groups need no kill pass, only their rmdir, which still falls
+    # back to kill-and-retry should one of them hold anything.
+    settled = mgrs[0].kind == "v2" and mgrs[0].discard()
+    if not settled:
+        for m in mgrs:
+            try:
+                m.kill()
+            except Exception as e:  # noqa: BLE001 - go on removing the other groups
+                errors.append(e)
+    for m in mgrs:
         try:
             m.remove()
         except Exception as e:  # noqa: BLE001
@@ -648,176 +924,3 @@ def _report(ctx, plan, stats):
             parts.append(f"peak processes {stats['pids_peak']}")
         if parts:
             ctx.log("cgroups: " + ", ".join(parts))
-
-
-# --- audit -------------------------------------------------------------------------------------
-
-@hookimpl
-def secrun_audit(ctx):
-    plan = ctx.plan[SECTION]
-    req = ctx.required(SECTION)
-    try:
-        layout = detect()
-    except OSError:
-        layout = Layout({}, None)
-    where = {}
-    for c in ("memory", "pids", "cpu", "io"):
-        v1name = "blkio" if c == "io" else c
-        if v1name in layout.v1:
-            where[c] = "v1"
-        elif layout.v2 is not None:
-            d = parent_dir(layout.v2[0], layout.v2[1], plan["parent"])
-            if c in layout.v2_controllers(d):
-                where[c] = "v2"
-    rows = []
-
-    def row(control, key, value, expect, weight_unset, controller):
-        configured = plan[key] is not None and plan[key] != "max"
-        if not configured:
-            status, weight, exp = "not-configured", weight_unset, None
-        elif controller not in where:
-            status, weight, exp = "not-available", weight_unset, None
-        else:
-            status, weight = ("enforced" if req else "best-effort"), 0.0
-            exp = expect.get(where[controller])
-        r = {"control": control, "section": SECTION, "key": key, "value": value,
-             "status": status, "weight": weight,
-             "detail": f"{layout.kind} layout; {controller} controller: "
-                       f"{where.get(controller, 'not available')}"}
-        if exp:
-            r["expect"] = exp
-        rows.append(r)
-
-    mem, swap = plan["memory_max"], plan["swap_max"]
-    mem_v1 = {"cgroup.memory.limit_in_bytes": str(mem)}
-    if isinstance(mem, int) and isinstance(swap, int) and \
-            os.path.exists(os.path.join(layout.v1.get("memory", ("/nonexistent",))[0],
-                                        "memory.memsw.limit_in_bytes")):
-        mem_v1["cgroup.memory.memsw.limit_in_bytes"] = str(mem + swap)
-    mem_v2 = {"cgroup.memory.max": str(mem)}
-    if isinstance(swap, int):
-        mem_v2["cgroup.memory.swap.max"] = str(swap)
-    rows_spec = [
-        ("cgroup memory limit", "memory_max",
-         f"{human(mem) if mem is not None else 'none'}"
-         + (f" (+ swap {human(swap)})" if swap is not None else ""),
-         {"v1": mem_v1, "v2": mem_v2}, 0.3, "memory"),
-        ("cgroup pids limit", "pids_max", str(plan["pids_max"] or "none"),
-         {"v1": {"cgroup.pids.max": str(plan["pids_max"])},
-          "v2": {"cgroup.pids.max": str(plan["pids_max"])}}, 0.3, "pids"),
-    ]
-    q = plan["cpu_max"]
-    rows_spec.append(("cgroup CPU quota", "cpu_max",
-                      f"{q / CPU_PERIOD_US:g} CPUs" if isinstance(q, int) else "none",
-                      {"v1": {"cgroup.cpu.cfs_quota_us": str(q),
-                              "cgroup.cpu.cfs_period_us": str(CPU_PERIOD_US)},
-                       "v2": {"cgroup.cpu.max": f"{q} {CPU_PERIOD_US}"}}, 0.1, "cpu"))
-    w = plan["cpu_weight"]
-    rows_spec.append(("cgroup CPU weight", "cpu_weight", str(w or "inherited"),
-                      {"v1": {"cgroup.cpu.shares": str(v1_shares(w or 100))},
-                       "v2": {"cgroup.cpu.weight": str(w)}}, 0.05, "cpu"))
-    if plan["io_weight"] is not None:
-        rows_spec.append(("cgroup io weight", "io_weight", str(plan["io_weight"]), {}, 0.05,
-                          "io"))
-    for spec in rows_spec:
-        row(*spec)
-    return rows
-
-
-def v1_shares(weight: int) -> int:
-    return max(2, min(262144, weight * 1024 // 100))
-
-
-# --- secrun cgroups gc -------------------------------------------------------------------------
-
-def orphaned(pid: int) -> bool:
-    """Whether the secrun that created ``secrun-<pid>-...`` is gone (or its pid now belongs to
-    a program that is not secrun)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    except OSError:
-        return False
-    return b"secrun" not in cmd
-
-
-def find_groups(layout=None):
-    """Every ``secrun-<pid>-<hex>`` group in every mounted hierarchy: [(path, pid)]."""
-    import re
-
-    layout = layout or detect()
-    mounts = {m for m, _ in layout.v1.values()}
-    if layout.v2:
-        mounts.add(layout.v2[0])
-    found = []
-    for mnt in sorted(mounts):
-        for root, dirs, _files in os.walk(mnt):
-            keep = []
-            for d in dirs:
-                m = re.match(NAME_PATTERN, d)
-                if m:
-                    found.append((os.path.join(root, d), int(m.group(1))))
-                else:
-                    keep.append(d)
-            dirs[:] = keep
-    return found
-
-
-def gc(dry_run=False, echo=print) -> int:
-    """Kill the processes left in orphaned groups and remove the groups; returns the count."""
-    from secrun.plugins._cgroups_v1 import kill_v1_dir
-    from secrun.plugins._cgroups_v2 import kill_v2_dir
-
-    layout = detect()
-    v2mnt = layout.v2[0] if layout.v2 else None
-    n = 0
-    failed = []
-    groups = find_groups(layout)
-    # v2 groups first (cgroup.kill takes a whole tree at once), then the v1 freezer's (freeze
-    # and kill), then the other v1 hierarchies, by then normally empty.
-    groups.sort(key=lambda g: (not (v2mnt and g[0].startswith(v2mnt.rstrip("/") + "/")),
-                               "/freezer/" not in g[0]))
-    for path, pid in groups:
-        if not orphaned(pid):
-            continue
-        n += 1
-        if dry_run:
-            echo(f"would remove {path}")
-            continue
-        is_v2 = v2mnt is not None and (path + "/").startswith(v2mnt.rstrip("/") + "/")
-        kill = (lambda p=path: kill_v2_dir(p)) if is_v2 else (lambda p=path: kill_v1_dir(p))
-        try:
-            kill()
-            rmdir_tree(path, kill=kill)
-            echo(f"removed {path}")
-        except OSError as e:
-            failed.append(f"{path}: {os.strerror(e.errno or 0)}")
-    if failed:
-        raise SetupError("secrun cgroups gc", "could not remove " + "; ".join(failed))
-    return n
-
-
-@hookimpl
-def secrun_register_commands(cli):
-    import click
-
-    @cli.group("cgroups")
-    def cgroups_cmd():
-        """Cgroups made by secrun."""
-
-    @cgroups_cmd.command("gc")
-    @click.option("--dry-run", "-n", is_flag=True, help="list what would be removed")
-    def gc_cmd(dry_run):
-        """Remove groups left behind by a secrun that was killed (SIGKILL): kill what still
-        runs in them and remove them.  A group is left alone while its secrun (the pid in its
-        name, secrun-<pid>-<hex>) is alive."""
-        n = gc(dry_run=dry_run, echo=click.echo)
-        click.echo(f"{n} orphaned group(s) {'found' if dry_run else 'removed'}")
-
-    @cgroups_cmd.command("list")
-    def list_cmd():
-        """List every secrun group and whether its secrun is still running."""
-        for path, pid in find_groups():
-            click.echo(f"{path}  {'orphaned' if orphaned(pid) else 'in use by pid %d' % pid}")

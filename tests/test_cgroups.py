@@ -292,6 +292,23 @@ def case_tracking_only_group_kills_leftovers(write_profile):
     assert secrun_groups({p.pid}) == []
 
 
+def case_cached_launch_imports_only_the_stages(write_profile, cache_dir):
+    """A cached launch imports the plugin's launch-path module (stages and both managers) and
+    nothing else of it: never the planning/audit/CLI module (``_cgroups_plan``)."""
+    prof = limits_profile(write_profile)
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_dir))
+    first = subprocess.run([SECRUN, "--profile", prof, "--", "true"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr  # fills the plan cache
+    cp = subprocess.run([PY, "-X", "importtime", SECRUN, "--profile", prof, "--", "true"],
+                        env=env, capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    mods = {line.rsplit("|", 1)[1].strip() for line in cp.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    assert {m for m in mods if m.startswith("secrun.plugins.")} == \
+        {"secrun.plugins.cgroups"}, sorted(mods)
+
+
 def case_limit_below_usage(write_profile):
     prof = write_profile("""
         [cgroups]
@@ -323,7 +340,7 @@ def test_bad_input_names_the_key(write_profile, key, value, words):
 
 
 def test_units():
-    from secrun.plugins.cgroups import parse_count, parse_cpus, parse_size
+    from secrun.plugins._cgroups_plan import parse_count, parse_cpus, parse_size
 
     assert parse_size("512M") == 512 << 20
     assert parse_size("2g") == 2 << 30
@@ -453,6 +470,52 @@ def test_tracking_only_group_kills_leftovers(write_profile):
 @host
 def test_limit_below_usage(write_profile):
     case_limit_below_usage(write_profile)
+
+
+@host
+def test_cached_launch_imports_only_the_stages(write_profile, tmp_path):
+    # hybrid here: the v1 groups carry the limits, the v2 group tracks the run
+    case_cached_launch_imports_only_the_stages(write_profile, tmp_path / "cache")
+
+
+def _own_v2_dir():
+    """The cgroup2 directory of this process (hybrid: under the unified mount), or None."""
+    mnt = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] == ["cgroup2"]:
+                mnt = left.split()[4]
+                break
+    with open("/proc/self/cgroup") as f:
+        own = [ln.rstrip("\n")[3:] for ln in f if ln.startswith("0::")]
+    return mnt.rstrip("/") + own[0].rstrip("/") if mnt and own else None
+
+
+@host
+def test_process_that_left_the_v2_group_is_still_killed(write_profile):
+    """Cleanup removes the v2 (tracking) group first and, when that succeeds at once, removes
+    the v1 groups with one rmdir each.  A process that moved itself out of the v2 group but is
+    still in the v1 groups (root may do that without a cgroup namespace) must make that rmdir
+    fall back to killing it: nothing of the run survives, no group is left."""
+    v2 = _own_v2_dir()
+    if v2 is None:
+        pytest.skip("no cgroup2 mount")
+    prof = limits_profile(write_profile)
+    script = f"sleep 300 >/dev/null 2>&1 & echo $! > {v2}/cgroup.procs && echo $!"
+    p = subprocess.Popen([SECRUN, "--profile", prof, "--", "sh", "-c", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    sleeper = int(out.split()[0])
+    try:
+        with open(f"/proc/{sleeper}/cgroup") as f:
+            # it did leave the run's v2 group (or is already gone)
+            assert not any(ln.startswith("0::") and "/secrun-" in ln for ln in f)
+    except FileNotFoundError:
+        pass
+    assert not alive(sleeper), "the escaped process survived the run"
+    assert secrun_groups({p.pid}) == []
 
 
 # --- rootless / unwritable trees ---------------------------------------------------------------

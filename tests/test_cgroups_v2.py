@@ -12,6 +12,7 @@ import pytest
 from test_cgroups import (
     CGFILE,
     PY,
+    case_cached_launch_imports_only_the_stages,
     case_cpu_quota,
     case_fork_bomb_contained,
     case_gc_removes_orphans,
@@ -134,6 +135,10 @@ def test_gc_removes_orphans(write_profile):
 
 def test_limit_below_usage(write_profile):
     case_limit_below_usage(write_profile)
+
+
+def test_cached_launch_imports_only_the_stages(write_profile, tmp_path):
+    case_cached_launch_imports_only_the_stages(write_profile, tmp_path / "cache")
 
 
 @pytest.fixture

@@ -1,0 +1,337 @@
+"""Planning, audit and the ``secrun cgroups`` commands of the ``cgroups`` plugin.
+
+Nothing here runs on a cached launch: :mod:`secrun.plugins.cgroups` imports this module only
+inside the hooks that need it (``secrun_profile_sections``, ``secrun_compile``,
+``secrun_audit``, ``secrun_register_commands``) and on the error paths of its stages.  It holds
+the profile schema, unit parsing (``"512M"``, ``"1.5"`` CPUs), the compiled plan, the audit
+rows and ``secrun cgroups gc`` / ``list``.
+"""
+
+import os
+import re
+
+from secrun.errors import ConfigError, SetupError
+from secrun.plugins.cgroups import (
+    CPU_PERIOD_US,
+    LIMIT_KEYS,
+    SECTION,
+    Layout,
+    detect,
+    human,
+    kill_v1_dir,
+    kill_v2_dir,
+    parent_dir,
+    rmdir_tree,
+    v1_shares,
+)
+from secrun.schema import Field, Section
+
+NAME_PATTERN = r"^secrun-(\d+)-([0-9a-f]{8})$"  # what cgroups.new_name() makes
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE_PATTERN = r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$"
+
+
+# --- units -----------------------------------------------------------------------------------
+
+def parse_size(value):
+    """'512M' -> 536870912; '' -> None (not set); 'max' -> 'max'.  Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"negative limit {value}")
+        return value
+    text = str(value).strip().lower()
+    if text == "":
+        return None
+    if text in ("max", "unlimited"):
+        return "max"
+    if text.startswith("-"):
+        raise ValueError(f"negative limit {value!r}")
+    m = re.match(_SIZE_PATTERN, text)
+    if not m:
+        raise ValueError(f"{value!r} is not a size such as \"512M\", \"2G\" or \"max\"")
+    num, unit = m.groups()
+    given = str(value).strip()[m.start(2):]
+    unit = unit[:-1] if unit.endswith("b") and unit != "b" else unit  # 512MB, 512MiB
+    unit = unit[:-1] if unit.endswith("i") else unit
+    if unit == "b":
+        unit = ""
+    if unit not in _UNITS:
+        raise ValueError(f"unknown unit {given!r} in {value!r} (use K, M, G, T or none "
+                         f"for bytes; binary multiples)")
+    return int(float(num) * _UNITS[unit])
+
+
+def parse_cpus(value):
+    """'1.5' (CPUs) -> quota in microseconds per CPU_PERIOD_US; '' -> None; 'max' -> 'max'."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number of CPUs")
+    text = str(value).strip().lower()
+    if text == "":
+        return None
+    if text in ("max", "unlimited"):
+        return "max"
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of CPUs such as \"0.5\" or \"1.5\"") \
+            from None
+    if cpus < 0:
+        raise ValueError(f"negative limit {value!r}")
+    if cpus == 0 or cpus != cpus or cpus == float("inf"):
+        raise ValueError(f"{value!r}: a CPU quota must be a positive number of CPUs")
+    return max(1000, round(cpus * CPU_PERIOD_US))
+
+
+def parse_count(value):
+    """pids: 20 -> 20; 0/'max'/'' -> None or 'max'."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "max", "unlimited"):
+            return "max" if text else None
+        if not text.lstrip("-").isdigit():
+            raise ValueError(f"{value!r} is not a number of processes or \"max\"")
+        value = int(text)
+    if value < 0:
+        raise ValueError(f"negative limit {value}")
+    return value or None
+
+
+def parse_weight(value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer weight")
+    if value < 0:
+        raise ValueError(f"negative weight {value}")
+    if value > 10000:
+        raise ValueError(f"weight {value} is above 10000 (the range is 1-10000, 100 is the "
+                         f"default share)")
+    return value or None
+
+
+def _check_parent(value):
+    if value and any(p in ("..", ".") for p in value.split("/")):
+        raise ValueError(f"{value!r}: '.' and '..' are not allowed in a cgroup path")
+
+
+def _checker(parse):
+    def check(value):
+        parse(value)
+    return check
+
+
+PARSERS = {"memory_max": parse_size, "swap_max": parse_size, "pids_max": parse_count,
+           "cpu_max": parse_cpus, "cpu_weight": parse_weight, "io_weight": parse_weight}
+
+
+# --- schema and plan ---------------------------------------------------------------------------
+
+def profile_sections():
+    return [Section(SECTION, "Resource limits: a fresh cgroup per run (v2, v1 or hybrid hosts).", [
+        Field("memory_max", (int, str), "",
+              "memory limit: bytes or a size with a binary unit (\"512M\", \"2G\"); \"\" or "
+              "\"max\": none.  Exceeding it gets the workload OOM-killed (reported, exit 137)",
+              check=_checker(parse_size)),
+        Field("swap_max", (int, str), "0",
+              "swap the workload may use on top of memory_max (\"0\": none, \"max\": any); "
+              "applied with memory_max where the host accounts swap (v2 memory.swap.max, "
+              "v1 memory.memsw.limit_in_bytes = memory_max + swap_max)",
+              check=_checker(parse_size)),
+        Field("pids_max", (int, str), 0,
+              "most processes and threads alive in the group at once (0 or \"max\": no limit); "
+              "fork() beyond it fails with EAGAIN and the run reports it",
+              check=_checker(parse_count)),
+        Field("cpu_max", (int, float, str), "",
+              "CPU quota as a number of CPUs (\"0.5\", \"1.5\"), enforced per 100 ms period; "
+              "\"\" or \"max\": none", check=_checker(parse_cpus)),
+        Field("cpu_weight", int, 0,
+              "relative CPU share under contention, 1-10000 (100 is the default share; v1: "
+              "cpu.shares = weight * 1024 / 100); 0: inherited", check=_checker(parse_weight)),
+        Field("io_weight", int, 0,
+              "relative block-io share, 1-10000 (v2 io.weight / io.bfq.weight; v1 "
+              "blkio.bfq.weight = weight / 10, clamped to 1-1000); 0: inherited",
+              check=_checker(parse_weight)),
+        Field("parent", str, "",
+              "where the run's group is created: \"\" under secrun's own cgroup (from "
+              "/proc/self/cgroup); \"/a/b\" from the root of each hierarchy (e.g. a "
+              "delegated subtree); \"a/b\" relative to secrun's own cgroup",
+              check=_check_parent),
+    ])]
+
+
+def compile_plan(ctx):
+    cfg = ctx.config[SECTION]
+    plan = {"parent": cfg["parent"]}
+    for key in LIMIT_KEYS:
+        try:
+            plan[key] = PARSERS[key](cfg[key])
+        except ValueError as e:
+            raise ConfigError(SECTION, key, str(e)) from None
+    if plan["memory_max"] in (None, "max"):
+        plan["swap_max"] = None  # swap is limited only together with memory
+    ctx.plan[SECTION] = plan
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+def audit(ctx):
+    plan = ctx.plan[SECTION]
+    req = ctx.required(SECTION)
+    try:
+        layout = detect()
+    except OSError:
+        layout = Layout({}, None)
+    where = {}
+    for c in ("memory", "pids", "cpu", "io"):
+        v1name = "blkio" if c == "io" else c
+        if v1name in layout.v1:
+            where[c] = "v1"
+        elif layout.v2 is not None:
+            d = parent_dir(layout.v2[0], layout.v2[1], plan["parent"])
+            if c in layout.v2_controllers(d):
+                where[c] = "v2"
+    rows = []
+
+    def row(control, key, value, expect, weight_unset, controller):
+        configured = plan[key] is not None and plan[key] != "max"
+        if not configured:
+            status, weight, exp = "not-configured", weight_unset, None
+        elif controller not in where:
+            status, weight, exp = "not-available", weight_unset, None
+        else:
+            status, weight = ("enforced" if req else "best-effort"), 0.0
+            exp = expect.get(where[controller])
+        r = {"control": control, "section": SECTION, "key": key, "value": value,
+             "status": status, "weight": weight,
+             "detail": f"{layout.kind} layout; {controller} controller: "
+                       f"{where.get(controller, 'not available')}"}
+        if exp:
+            r["expect"] = exp
+        rows.append(r)
+
+    mem, swap = plan["memory_max"], plan["swap_max"]
+    mem_v1 = {"cgroup.memory.limit_in_bytes": str(mem)}
+    if isinstance(mem, int) and isinstance(swap, int) and \
+            os.path.exists(os.path.join(layout.v1.get("memory", ("/nonexistent",))[0],
+                                        "memory.memsw.limit_in_bytes")):
+        mem_v1["cgroup.memory.memsw.limit_in_bytes"] = str(mem + swap)
+    mem_v2 = {"cgroup.memory.max": str(mem)}
+    if isinstance(swap, int):
+        mem_v2["cgroup.memory.swap.max"] = str(swap)
+    rows_spec = [
+        ("cgroup memory limit", "memory_max",
+         f"{human(mem) if mem is not None else 'none'}"
+         + (f" (+ swap {human(swap)})" if swap is not None else ""),
+         {"v1": mem_v1, "v2": mem_v2}, 0.3, "memory"),
+        ("cgroup pids limit", "pids_max", str(plan["pids_max"] or "none"),
+         {"v1": {"cgroup.pids.max": str(plan["pids_max"])},
+          "v2": {"cgroup.pids.max": str(plan["pids_max"])}}, 0.3, "pids"),
+    ]
+    q = plan["cpu_max"]
+    rows_spec.append(("cgroup CPU quota", "cpu_max",
+                      f"{q / CPU_PERIOD_US:g} CPUs" if isinstance(q, int) else "none",
+                      {"v1": {"cgroup.cpu.cfs_quota_us": str(q),
+                              "cgroup.cpu.cfs_period_us": str(CPU_PERIOD_US)},
+                       "v2": {"cgroup.cpu.max": f"{q} {CPU_PERIOD_US}"}}, 0.1, "cpu"))
+    w = plan["cpu_weight"]
+    rows_spec.append(("cgroup CPU weight", "cpu_weight", str(w or "inherited"),
+                      {"v1": {"cgroup.cpu.shares": str(v1_shares(w or 100))},
+                       "v2": {"cgroup.cpu.weight": str(w)}}, 0.05, "cpu"))
+    if plan["io_weight"] is not None:
+        rows_spec.append(("cgroup io weight", "io_weight", str(plan["io_weight"]), {}, 0.05,
+                          "io"))
+    for spec in rows_spec:
+        row(*spec)
+    return rows
+
+
+# --- secrun cgroups gc / list ------------------------------------------------------------------
+
+def orphaned(pid: int) -> bool:
+    """Whether the secrun that created ``secrun-<pid>-...`` is gone (or its pid now belongs to
+    a program that is not secrun)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+    return b"secrun" not in cmd
+
+
+def find_groups(layout=None):
+    """Every ``secrun-<pid>-<hex>`` group in every mounted hierarchy: [(path, pid)]."""
+    layout = layout or detect()
+    mounts = {m for m, _ in layout.v1.values()}
+    if layout.v2:
+        mounts.add(layout.v2[0])
+    found = []
+    for mnt in sorted(mounts):
+        for root, dirs, _files in os.walk(mnt):
+            keep = []
+            for d in dirs:
+                m = re.match(NAME_PATTERN, d)
+                if m:
+                    found.append((os.path.join(root, d), int(m.group(1))))
+                else:
+                    keep.append(d)
+            dirs[:] = keep
+    return found
+
+
+def gc(dry_run=False, echo=print) -> int:
+    """Kill the processes left in orphaned groups and remove the groups; returns the count."""
+    layout = detect()
+    v2mnt = layout.v2[0] if layout.v2 else None
+    n = 0
+    failed = []
+    groups = find_groups(layout)
+    # v2 groups first (cgroup.kill takes a whole tree at once), then the v1 freezer's (freeze
+    # and kill), then the other v1 hierarchies, by then normally empty.
+    groups.sort(key=lambda g: (not (v2mnt and g[0].startswith(v2mnt.rstrip("/") + "/")),
+                               "/freezer/" not in g[0]))
+    for path, pid in groups:
+        if not orphaned(pid):
+            continue
+        n += 1
+        if dry_run:
+            echo(f"would remove {path}")
+            continue
+        is_v2 = v2mnt is not None and (path + "/").startswith(v2mnt.rstrip("/") + "/")
+        kill = (lambda p=path: kill_v2_dir(p)) if is_v2 else (lambda p=path: kill_v1_dir(p))
+        try:
+            kill()
+            rmdir_tree(path, kill=kill)
+            echo(f"removed {path}")
+        except OSError as e:
+            failed.append(f"{path}: {os.strerror(e.errno or 0)}")
+    if failed:
+        raise SetupError("secrun cgroups gc", "could not remove " + "; ".join(failed))
+    return n
+
+
+def register_commands(cli):
+    import click
+
+    @cli.group("cgroups")
+    def cgroups_cmd():
+        """Cgroups made by secrun."""
+
+    @cgroups_cmd.command("gc")
+    @click.option("--dry-run", "-n", is_flag=True, help="list what would be removed")
+    def gc_cmd(dry_run):
+        """Remove groups left behind by a secrun that was killed (SIGKILL): kill what still
+        runs in them and remove them.  A group is left alone while its secrun (the pid in its
+        name, secrun-<pid>-<hex>) is alive."""
+        n = gc(dry_run=dry_run, echo=click.echo)
+        click.echo(f"{n} orphaned group(s) {'found' if dry_run else 'removed'}")
+
+    @cgroups_cmd.command("list")
+    def list_cmd():
+        """List every secrun group and whether its secrun is still running."""
+        for path, pid in find_groups():
+            click.echo(f"{path}  {'orphaned' if orphaned(pid) else 'in use by pid %d' % pid}")
