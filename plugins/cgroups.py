@@ -372,6 +372,41 @@ def v1_shares(weight: int) -> int:
     return max(2, min(262144, weight * 1024 // 100))
 
 
+class _Limits:
+    """Writes a run's limit files for a manager: ``dir_of(controller)`` is the group directory
+    holding that controller's files (None: not available).  A failed write raises when the
+    section is required and is reported otherwise; ``done`` lists (path, value) written."""
+
+    def __init__(self, ctx, dir_of):
+        self.ctx, self.dir_of = ctx, dir_of
+        self.required = ctx.required("cgroups")
+        self.done: list = []
+
+    def put(self, ctrl, fname, value, key, hv, if_missing=None):
+        d = self.dir_of(ctrl)
+        if d is None:
+            return
+        path = os.path.join(d, fname)
+        try:
+            put(path, str(value).encode())
+        except FileNotFoundError as e:
+            if if_missing is not None:
+                if_missing()
+            else:
+                self.fail(path, e, key, hv)
+            return
+        except OSError as e:
+            self.fail(path, e, key, hv)
+            return
+        self.done.append((path, str(value)))
+
+    def fail(self, path, e, key, hv):
+        e = err(path, e, key, hv)
+        if self.required:
+            raise e
+        self.ctx.warn(f"cgroups: best-effort limit not applied: {e}")
+
+
 class V1Manager(Manager):
     kind = "v1"
 
@@ -391,32 +426,8 @@ class V1Manager(Manager):
             self.dirs.append(d)
 
     def apply(self, plan, ctx) -> list:
-        done = []
-        required = ctx.required("cgroups")
-
-        def put_limit(ctrl, fname, value, key, hv, if_missing=None):
-            d = self.dirs_by.get(ctrl)
-            if d is None:
-                return
-            path = os.path.join(d, fname)
-            try:
-                put(path, str(value).encode())
-            except FileNotFoundError as e:
-                if if_missing is not None:
-                    if_missing()
-                    return
-                fail(path, e, key, hv)
-                return
-            except OSError as e:
-                fail(path, e, key, hv)
-                return
-            done.append((path, str(value)))
-
-        def fail(path, e, key, hv):
-            e = err(path, e, key, hv)
-            if required:
-                raise e
-            ctx.warn(f"cgroups: best-effort limit not applied: {e}")
+        limits = _Limits(ctx, self.dirs_by.get)
+        put_limit = limits.put
 
         def no_memsw():
             if swap != "max" and _swap_active():
@@ -450,7 +461,7 @@ class V1Manager(Manager):
             if d and not os.path.exists(os.path.join(d, fname)):
                 fname = "blkio.weight"
             put_limit("blkio", fname, max(1, min(1000, iw // 10)), "io_weight", iw)
-        return done
+        return limits.done
 
     def add_task(self, pid) -> None:
         for d in self.dirs:
@@ -571,32 +582,9 @@ class V2Manager(Manager):
             raise
 
     def apply(self, plan, ctx) -> list:
-        done = []
-        required = ctx.required("cgroups")
         d = self.dir
-
-        def put_limit(ctrl, fname, value, key, hv, if_missing=None):
-            if ctrl not in self.controllers:
-                return
-            path = os.path.join(d, fname)
-            try:
-                put(path, str(value).encode())
-            except FileNotFoundError as e:
-                if if_missing is not None:
-                    if_missing()
-                    return
-                fail(path, e, key, hv)
-                return
-            except OSError as e:
-                fail(path, e, key, hv)
-                return
-            done.append((path, str(value)))
-
-        def fail(path, e, key, hv):
-            e = err(path, e, key, hv)
-            if required:
-                raise e
-            ctx.warn(f"cgroups: best-effort limit not applied: {e}")
+        limits = _Limits(ctx, lambda ctrl: d if ctrl in self.controllers else None)
+        put_limit = limits.put
 
         def no_swap_file():
             if swap != "max" and len(read("/proc/swaps").splitlines()) > 1:
@@ -626,7 +614,7 @@ class V2Manager(Manager):
                 else "io.bfq.weight"
             put_limit("io", fname, iw if fname == "io.weight" else max(1, min(1000, iw)),
                       "io_weight", iw)
-        return done
+        return limits.done
 
     def add_task(self, pid) -> None:
         write(os.path.join(self.dir, "cgroup.procs"), pid)
