@@ -401,9 +401,10 @@ def _build(ctx, view, ops, sources, host_dev):
             if kind == "bind":
                 _, src, _, dst, rel, set_, clr = op
             else:
-                _, src, _, rel = op
+                _, src, _, rel, writable = op
                 dst = src
-                set_, clr = NOSUID | NODEV, RDONLY
+                set_, clr = (NOSUID | NODEV, RDONLY) if writable else (
+                    RDONLY | NOSUID | NODEV, 0)
             if host_ro:
                 # "rw" never makes writable what the host itself mounts read-only
                 clr &= ~RDONLY

@@ -134,6 +134,11 @@ def sections():
         Field("writable_cwd", bool, False,
               "bind secrun's working directory read-write at the same path (skipped, with a "
               "warning, when it is / itself)"),
+        Field("visible_cwd", bool, True,
+              "when the view hides or covers secrun's working directory (a hidden /home, a "
+              "tmpfs over /var/tmp, the private /tmp), bind it back read-only at the same "
+              "path, so `secrun ./app` finds ./app; never a home directory itself or a hidden "
+              "path itself"),
         Field("proc", bool, True,
               "mount a fresh /proc (nosuid, nodev, noexec) showing the sandbox's pid namespace"),
         Field("dev", bool, True,
@@ -237,7 +242,7 @@ def compile_plan(ctx):
     - ``("tmpfs", dst, rel, attrs, options, top)``: ``top`` detaches the mount already there;
     - ``("hide", dst, rel, private)``: ``private`` when something is mounted inside later (a
       tmpfs of its own, read-only at the end); the others share one read-only empty tmpfs;
-    - ``("bind", src, src_b, dst, rel, set, clr)``, ``("cwd", path, path_b, rel)``;
+    - ``("bind", src, src_b, dst, rel, set, clr)``, ``("cwd", path, path_b, rel, writable)``;
     - ``("ro", dst, rel)``.
     """
     cfg = ctx.config[SECTION]
@@ -303,7 +308,10 @@ def compile_plan(ctx):
         later.append(("bind", src, os.fsencode(src), dst, _rel(dst), set_, clr))
         inside.append(dst)
     if cfg["writable_cwd"]:
-        later.append(("cwd", ctx.cwd, os.fsencode(ctx.cwd), _rel(ctx.cwd)))
+        later.append(("cwd", ctx.cwd, os.fsencode(ctx.cwd), _rel(ctx.cwd), True))
+        inside.append(ctx.cwd)
+    elif _cwd_shown_read_only(ctx, cfg, hidden):
+        later.append(("cwd", ctx.cwd, os.fsencode(ctx.cwd), _rel(ctx.cwd), False))
         inside.append(ctx.cwd)
     for path in cfg["read_only_paths"]:
         dst = _dest("read_only_paths", path)
@@ -323,6 +331,27 @@ def compile_plan(ctx):
 
 
 # --- audit ---------------------------------------------------------------------------------
+
+def _cwd_shown_read_only(ctx, cfg, hidden) -> bool:
+    """Whether the working directory is bound back read-only (``visible_cwd``): only on the
+    host's root, only when the view would hide or cover it, and never when it is a hidden
+    path itself or a user's home directory (that would show the whole home)."""
+    cwd = ctx.cwd
+    if not cfg["visible_cwd"] or cfg["root"] or cwd == "/":
+        return False
+    covering = list(hidden) + [parse_tmpfs(t)[0] for t in cfg["tmpfs"]]
+    covering += [d for d, on in (("/tmp", cfg["tmp"]), ("/dev", cfg["dev"]),
+                                 ("/proc", cfg["proc"])) if on]
+    if not any(_under(cwd, d) for d in covering):
+        return False  # visible (read-only) through the root already
+    if cwd in hidden:
+        return False
+    import pwd
+
+    ctx.depends_on("/etc/passwd")
+    homes = {os.path.normpath(pw.pw_dir) for pw in pwd.getpwall() if pw.pw_dir.startswith("/")}
+    return cwd not in homes
+
 
 def _bind_text(entry):
     src, dst, opts = parse_bind(entry)
@@ -354,7 +383,8 @@ def audit(ctx):
 
     # home directories
     into_home = [d for _, d, _ in binds if _under(d, "/home")]
-    if cfg["writable_cwd"] and _under(ctx.cwd, "/home"):
+    if _under(ctx.cwd, "/home") and (cfg["writable_cwd"] or _cwd_shown_read_only(
+            ctx, cfg, [_dest("hide", h) for h in hide])):
         into_home.append(ctx.cwd)
     if "/home" in hide:
         home, w = ("hidden", 0.0) if not into_home else ("hidden except " + ", ".join(
@@ -409,6 +439,8 @@ def audit(ctx):
     mounts = [_bind_text(b) for b in cfg["binds"]]
     if cfg["writable_cwd"]:
         mounts.append(f"{ctx.cwd} (rw, the working directory)")
+    elif _cwd_shown_read_only(ctx, cfg, [_dest("hide", h) for h in hide]):
+        mounts.append(f"{ctx.cwd} (ro, the working directory, shown through the masks)")
     mounts += [f"tmpfs {parse_tmpfs(t)[0]}" for t in cfg["tmpfs"]]
     others = [p for p in hide if p not in kernel_hidden and p != "/home"]
     if others:

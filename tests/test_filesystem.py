@@ -677,3 +677,34 @@ def test_audit_facts_hold_live_for_a_loose_view(wdir):
     assert facts == {"fs.root_writable": ("yes", True), "fs.home": ("rw", True),
                      "fs.tmp": ("host", True), "fs.dev": ("host", True),
                      "fs.proc_sys": ("rw", True)}, rows
+
+
+@needs_root
+def test_strict_shows_a_covered_working_directory_read_only(wdir):
+    """`secrun --profile strict ./app` from a directory strict covers (here under /var/tmp,
+    which strict replaces with an empty tmpfs) finds ./app: the working directory is bound back
+    read-only, and nothing else of the covered directory is."""
+    sibling = tempfile.mkdtemp(prefix="secrun-fs-sibling-", dir="/var/tmp")
+    try:
+        write(wdir, "app.sh", "#!/bin/sh\necho app ran in $(pwd)\n", mode=0o755)
+        r = run_secrun("--profile", "strict", "--", "./app.sh", cwd=wdir)
+        assert r.rc == 0 and r.out == f"app ran in {wdir}\n", r
+        r = run_secrun("--profile", "strict", "--", "sh", "-c",
+                       f"touch {wdir}/new 2>&1; ls /var/tmp", cwd=wdir)
+        assert "Read-only file system" in r.out, r
+        assert os.path.basename(sibling) not in r.out and os.path.basename(wdir) in r.out, r
+        assert not os.path.exists(os.path.join(wdir, "new"))
+        # visible_cwd = false: covered, so not found
+        r = run_secrun("--profile", "strict", "--set", "filesystem.visible_cwd=false", "--",
+                       "./app.sh", cwd=wdir)
+        assert r.rc == 127, r
+    finally:
+        shutil.rmtree(sibling, ignore_errors=True)
+
+
+@needs_root
+def test_a_home_directory_is_never_shown_as_the_working_directory():
+    """Run from root's home (a hidden path and a home directory), strict still hides it."""
+    home = os.path.expanduser("~root")
+    r = run_secrun("--profile", "strict", "--", "sh", "-c", f"ls -A {home} | wc -l", cwd=home)
+    assert r.rc == 0 and r.out.strip() == "0", r
