@@ -28,6 +28,9 @@ apt:
 # The virtualenv with secrun installed editable (strict mode: a link tree the type checker
 # and the import system both resolve), plus the test plugin distribution.
 venv: $(VENV)/.stamp
+# (PYTHONWARNINGS: setuptools' notices about editable installs are not for our users.)
+$(VENV)/.stamp: export PYTHONWARNINGS = ignore
+$(VENV)/.stamp: export PIP_DISABLE_PIP_VERSION_CHECK = 1
 $(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
