@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from support import run_secrun
+from support import NOBODY_SKIP, nobody_can_run_secrun, run_secrun
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,3 +41,12 @@ def write_profile(tmp_path):
         return str(path)
 
     return write
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests parametrised with user="nobody" need an ordinary user able to start secrun."""
+    rootless = [i for i in items
+                if getattr(getattr(i, "callspec", None), "params", {}).get("user") == "nobody"]
+    if rootless and os.geteuid() == 0 and not nobody_can_run_secrun():
+        for item in rootless:
+            item.add_marker(pytest.mark.skip(reason=NOBODY_SKIP))
