@@ -298,6 +298,11 @@ def build_view(ctx, plan):
                              "root would become writable): it stays read-only")
                     continue
                 mfd = _syscall(_OPEN_TREE, AT_FDCWD, op[2], CLONE_PATH_REC)
+                if mfd == -1 and kind == "cwd" and not op[4]:
+                    # visible_cwd is a convenience, not a control: a working directory the
+                    # sandbox's identity cannot reach (e.g. a user namespace's ids under a
+                    # 0700 home) stays out of the view, as said below after pivot_root
+                    continue
                 if mfd == -1:
                     _fail(f"open_tree({src})")
                 fds.append(mfd)
