@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -86,3 +87,12 @@ def need(*tools):
 
 is_root = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not is_root, reason="needs root")
+
+
+def write_file(d, name, text, mode=0o644):
+    """Write dedented ``text`` to d/name with ``mode``; returns the path."""
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    os.chmod(path, mode)
+    return path

@@ -415,19 +415,25 @@ print("v2", [l for l in open("/proc/self/cgroup") if l.startswith("0::")][0].str
     assert "memory_max=50M" in r.err and "pids_max=20" in r.err and "cpu_max=0.2" in r.err
 
 
-@host
-def test_audit_expectations_hold_inside(write_profile):
-    """The audit's ``expect`` facts are exactly what the sandbox observes."""
+def audit_facts(prof):
+    """The cgroups plugin's audit rows for a profile, and the ``expect`` facts they claim."""
     from secrun import plan as _plan
     from secrun.context import Context
     from secrun.plugins.cgroups import secrun_audit
 
-    prof = limits_profile(write_profile)
     p = _plan.build([prof])
     rows = secrun_audit(ctx=Context(p["config"], p["origins"], p["plan"]))
     facts = {}
     for row in rows:
         facts.update(row.get("expect", {}))
+    return rows, facts
+
+
+@host
+def test_audit_expectations_hold_inside(write_profile):
+    """The audit's ``expect`` facts are exactly what the sandbox observes."""
+    prof = limits_profile(write_profile)
+    rows, facts = audit_facts(prof)
     assert "cgroup.memory.limit_in_bytes" in facts and "cgroup.pids.max" in facts, rows
     ctrl = {"memory": "memory", "pids": "pids", "cpu": "cpu"}
     code = CGFILE + "import json, sys\nfor f in json.loads(sys.argv[1]):\n" \

@@ -12,6 +12,7 @@ import pytest
 from test_cgroups import (
     CGFILE,
     PY,
+    audit_facts,
     case_cached_launch_imports_only_the_stages,
     case_cpu_quota,
     case_fork_bomb_contained,
@@ -94,17 +95,10 @@ print("subtree", " ".join(sorted(open(parent + "/cgroup.subtree_control").read()
 
 
 def test_audit_expectations_hold_inside(write_profile):
-    from secrun import plan as _plan
-    from secrun.context import Context
-    from secrun.plugins.cgroups import secrun_audit
-
     prof = limits_profile(write_profile)
-    p = _plan.build([prof])
-    rows = secrun_audit(ctx=Context(p["config"], p["origins"], p["plan"]))
-    facts = {}
+    rows, facts = audit_facts(prof)
     for row in rows:
         assert row["status"] in ("enforced", "not-configured"), row
-        facts.update(row.get("expect", {}))
     assert facts["cgroup.memory.max"] == str(50 << 20) and facts["cgroup.cpu.max"], facts
     code = CGFILE + "import sys\nfor f in sys.argv[1:]:\n" \
         "    print(f, open(cgfile('', f)).read().strip())\n"

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import REPO, SECRUN, needs_root, run_secrun
+from support import REPO, SECRUN, needs_root, run_secrun, write_file
 
 # Workloads run under Debian's python3: the venv's interpreter lives under /root, which
 # `nobody` cannot reach, and which strict hides.
@@ -101,12 +101,7 @@ def _no_host_leftovers():
             os.unlink(p)
 
 
-def write(d, name, text, mode=0o644):
-    path = os.path.join(d, name)
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text))
-    os.chmod(path, mode)
-    return path
+write = write_file
 
 
 def profile(d, body, name="p", ns=NS):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from support import SECRUN, needs_root, run_secrun
+from support import SECRUN, needs_root, run_secrun, write_file
 
 # Workload scripts run under Debian's python3 (deps/apt.txt): the venv's interpreter lives
 # under /root, which an ordinary user (the rootless tests run as nobody) cannot reach.
@@ -44,12 +44,7 @@ def wdir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def write(d, name, text, mode=0o644):
-    path = os.path.join(d, name)
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text))
-    os.chmod(path, mode)
-    return path
+write = write_file
 
 
 def profile(d, body, name="p"):
