@@ -9,6 +9,40 @@ A plan is plain data (dict) so that it can be cached with :mod:`marshal` and rep
 - ``plugins``: [(name, dist, version, file, builtin, sections)] of the loaded plugins;
 - ``profiles``: [(name, path, source)] the files merged, in order;
 - ``deps``: [(path, stat identity or None)]: files whose change invalidates the cache.
+
+The plan cache
+--------------
+A cached plan is used only when all of this holds, and any failed check is a cache miss (the
+plan is rebuilt from the profiles and stored again), never an error, a hang or another policy:
+
+- **Key**: the cache file's entry carries the full key (:func:`cache_key`): secrun's version,
+  the profile references, ``--set`` and ``--plugin`` arguments, the working directory, the
+  caller's uid/gid/euid, ``SECRUN_PROFILE_PATH``, ``XDG_CONFIG_HOME``, ``HOME`` and the boot id.
+- **Dependencies**: every file the plan was built from (profiles, every path probed while
+  resolving them, the plugin modules and the files plugins declared) still has the identity
+  it had: ``(mtime, ctime, size, inode, device)``, or is still missing.  The ctime is what
+  catches an in-place rewrite of the same size with the mtime restored (``touch -r``): the
+  kernel sets it on every change of content or metadata, and no unprivileged call sets it
+  (only root, by moving the system clock).  A plan whose dependency changed while it was
+  being built (ctime not older than the build's start, give or take a coarse kernel clock
+  tick) is not stored: its identity could describe content newer than what was read.
+  Not covered: a filesystem whose ctime granularity is a second or more (FAT, some network
+  filesystems), where a same-size rewrite within the same second as the previous change and
+  with the mtime restored keeps the identity; use ``--no-cache`` there.
+- **The file itself**: opened with ``O_NOFOLLOW|O_NONBLOCK`` (a symlink or a FIFO planted at
+  the path is refused, never followed or waited on) and used only when it is a regular file
+  owned by the caller and not group/world-writable, in a directory that is the same.
+- **Integrity**: the file is ``MAGIC + blake2b-256(payload) + payload``; the digest is checked
+  before the payload is unmarshalled, so a flipped bit, a truncation or a torn write is a miss
+  rather than a plan that differs from the one built (a flipped byte in a marshalled int is a
+  different uid).  After unmarshalling, the entry's shape is checked (a dict with the key, a
+  plan dict whose fields have the types the launch path indexes).  The digest guards against
+  corruption, not against an attacker: anyone who can write the caller's own 0700 cache
+  directory can write a valid file with a digest of their own (and could as well edit the
+  caller's profiles or shell start-up files).
+
+Cost on a cached launch: importing ``_blake2`` (~0.1 ms, builtin; not ``hashlib``, whose
+OpenSSL module costs ~17 ms) and hashing the plan (~70 µs for 26 KB).
 """
 
 import os
@@ -16,6 +50,12 @@ import os
 from . import __version__
 from .context import Context
 from .errors import ConfigError, ProfileError
+
+# A dependency whose ctime is this close to the build's start (or later) may have changed after
+# its content was read: the kernel stamps ctime from its coarse clock, up to one tick (4 ms at
+# HZ=250, 10 ms at HZ=100) behind the time the build started at.  (Kernels with multigrain
+# timestamps, 6.13+ on ext4/xfs/btrfs/tmpfs, stamp a file whose ctime was looked at finely.)
+_RACY_NS = 10_000_000
 
 
 def build(profile_refs, sets=(), extra_plugins=()) -> dict:
@@ -55,18 +95,30 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
 
 
 def _ident(path):
+    """A file's identity for the cache: (mtime, ctime, size, inode, device), None if missing."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
 # --- the plan cache ---------------------------------------------------------------------------
 # Keyed by everything that can change a plan besides the files in ``deps``: the arguments, the
 # identity of the caller, the search path settings and the boot (kernel facts such as
 # cap_last_cap are fixed for a boot).  The cache lives in the caller's own cache directory,
-# which must be owned by the caller and not writable by others, or it is not used.
+# which must be owned by the caller and not writable by others, or it is not used.  What each
+# check covers: see the module docstring.
+
+MAGIC = b"secrun-plan/2\n"  # the format: MAGIC, blake2b-256 of the payload, marshal payload
+_DIGEST_SIZE = 32
+_MAX_SIZE = 64 << 20  # a plan is tens of KB; anything this large is not one of ours
+
+# The fields of a plan and the types the launch path relies on.
+_SHAPE = (("version", str), ("config", dict), ("origins", dict), ("plan", dict),
+          ("dispatch", dict), ("active", list), ("plugins", list), ("profiles", list),
+          ("deps", list))
+
 
 def cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -103,27 +155,114 @@ def _safe_dir(d: str) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
+def _digest(payload: bytes) -> bytes:
+    from _blake2 import blake2b
+
+    return blake2b(payload, digest_size=_DIGEST_SIZE).digest()
+
+
+def _seal(payload: bytes) -> bytes:
+    """The cache file's bytes for a marshalled entry."""
+    return MAGIC + _digest(payload) + payload
+
+
+def _unseal(data: bytes):
+    """The payload of a cache file's bytes, or None when the format or the digest is wrong."""
+    start = len(MAGIC) + _DIGEST_SIZE
+    if len(data) <= start or not data.startswith(MAGIC):
+        return None
+    payload = data[start:]
+    if _digest(payload) != data[len(MAGIC):start]:
+        return None
+    return payload
+
+
+def _read_regular(path: str):
+    """The content of ``path`` if it is a regular file owned by us and not writable by
+    others; None otherwise.  Never follows a symlink and never blocks on a FIFO."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() \
+                or st.st_mode & 0o022 or st.st_size > _MAX_SIZE:
+            return None
+        chunks = []
+        left = st.st_size + 1  # one more: a file that grew is read to its end, then refused
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        return data if len(data) == st.st_size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _well_formed(plan) -> bool:
+    """The plan has every field, with the types the launch path and the cache check use."""
+    if not isinstance(plan, dict):
+        return False
+    for field, kind in _SHAPE:
+        if not isinstance(plan.get(field), kind):
+            return False
+    if plan["version"] != __version__:
+        return False
+    for rows in plan["dispatch"].values():
+        if not isinstance(rows, list):
+            return False
+        for row in rows:
+            if not (isinstance(row, tuple) and len(row) == 4 and isinstance(row[0], str)
+                    and isinstance(row[1], str) and isinstance(row[2], str)
+                    and isinstance(row[3], bool)):
+                return False
+    for dep in plan["deps"]:
+        if not (isinstance(dep, tuple) and len(dep) == 2 and isinstance(dep[0], str)
+                and (dep[1] is None or isinstance(dep[1], tuple))):
+            return False
+    return all(isinstance(v, dict) for v in plan["config"].values())
+
+
 def load_cached(key: str):
+    """The cached plan for ``key``, or None (a miss) when any check fails."""
     import marshal
 
     path = _cache_file(key)
     if not _safe_dir(os.path.dirname(path)):
         return None
+    data = _read_regular(path)
+    if data is None:
+        return None
+    payload = _unseal(data)
+    if payload is None:
+        return None
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-                return None
-            entry = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
+        entry = marshal.loads(payload)
+    except Exception:  # noqa: BLE001 - whatever marshal makes of bad bytes is a miss
         return None
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None
-    plan = entry["plan"]
+    plan = entry.get("plan")
+    if not isinstance(plan, dict) or not _well_formed(plan):
+        return None
     for f, ident in plan["deps"]:
         if _ident(f) != ident:
             return None
     return plan
+
+
+def _changed_since(plan: dict, start_ns: int) -> bool:
+    """Whether a dependency changed after (or just before) ``start_ns``."""
+    limit = start_ns - _RACY_NS
+    return any(ident is not None and ident[1] >= limit for _f, ident in plan["deps"])
 
 
 def store(key: str, plan: dict) -> None:
@@ -132,13 +271,14 @@ def store(key: str, plan: dict) -> None:
     path = _cache_file(key)
     d = os.path.dirname(path)
     try:
+        data = _seal(marshal.dumps({"key": key, "plan": plan}))
         os.makedirs(d, mode=0o700, exist_ok=True)
         if not _safe_dir(d):
             return
         tmp = f"{path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            marshal.dump({"key": key, "plan": plan}, f)
+            f.write(data)
         os.replace(tmp, path)
     except (OSError, ValueError):
         # An unwritable cache only costs speed; an unmarshallable plan is a plugin bug that
@@ -156,6 +296,10 @@ def get(profile_refs, sets=(), extra_plugins=(), use_cache=True) -> dict:
     key = cache_key(profile_refs, sets, extra_plugins)
     plan = load_cached(key)
     if plan is None:
+        import time
+
+        start = time.time_ns()
         plan = build(profile_refs, sets, extra_plugins)
-        store(key, plan)
+        if not _changed_since(plan, start):
+            store(key, plan)
     return plan
