@@ -10,7 +10,7 @@ PY     := $(BIN)/python
 APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup apt venv relink bytecode run test test-host test-guest bench bench-quick docs check lint clean
+.PHONY: setup apt venv relink bytecode launcher run test test-host test-guest bench bench-quick docs check lint clean
 
 setup: apt venv
 
@@ -38,13 +38,21 @@ $(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/*-dist/py
 	  --config-settings editable_mode=strict -e '.[test]'
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
 	  tests/plugin-dist tests/audit-plugin-dist
-	@$(MAKE) -s bytecode
+	@$(MAKE) -s bytecode launcher
 	@touch $@
 
 # Byte-compile the link tree: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise
 # recompile secrun on every launch (a 1.5x slower start-up).
 bytecode:
 	@$(PY) -m compileall -q build/__editable__.* >/dev/null
+
+# The console script starts its interpreter isolated (-I): secrun runs as root, and a root
+# process must not honour PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, the user site directory or the
+# working directory (`sudo -E secrun ...` would otherwise run another user's code as root).
+# pip writes console scripts without interpreter options, so the option is added here.
+launcher:
+	@sed -i '1s|^#!\(/[^ ]*python[0-9.]*\)$$|#!\1 -I|' $(BIN)/secrun
+	@head -1 $(BIN)/secrun | grep -q -- ' -I$$' || { echo "launcher: $(BIN)/secrun is not isolated" >&2; exit 1; }
 
 run: setup
 	$(BIN)/secrun --profile strict ./examples/hello.sh
@@ -78,7 +86,7 @@ bench-quick: setup
 relink:
 	flock /tmp/secrun-venv.lock $(PY) -m pip install -q --disable-pip-version-check \
 	  --no-build-isolation --no-deps --config-settings editable_mode=strict -e .
-	@$(MAKE) -s bytecode
+	@$(MAKE) -s bytecode launcher
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -25,6 +25,11 @@ Launch options (before PROGRAM; everything after PROGRAM is PROGRAM's own):
   -v, --verbose             log every stage with its duration to stderr
   -n, --dry-run             print the effective plan and exit
   --no-cache                plan from scratch, ignoring the plan cache
+  -t, -T, --tty=auto|always|never
+                            the workload's terminal: a new pseudo-terminal that secrun
+                            relays (auto: when stdin, stdout or stderr is a terminal;
+                            -t always), or none (-T: no controlling terminal, and a
+                            terminal on stdin is replaced by /dev/null)
 
 \b
 A word is a subcommand only as the first argument: `secrun -- audit` or

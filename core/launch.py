@@ -17,8 +17,24 @@ Pipes: ``status`` (child -> supervisor, close-on-exec) carries length-prefixed m
 ``("ready",)`` after user_namespace, ``("pid", n)`` when pid 1 of a new pid namespace took over,
 ``("warn", text)``, ``("error", stage, plugin, text)``, ``("exec_error", errno, program)``; EOF
 means the workload was exec'd (or died).  ``go`` (supervisor -> child) releases the child after
-``after_fork``; EOF without the byte aborts it.  ``final`` (init -> supervisor) carries the
-workload's raw wait status when a minimal init sits between them.
+``after_fork`` (byte ``g``) and after ``attach`` or the pid-namespace hand-over (byte ``a``); EOF
+without the byte aborts it.  ``final`` (init -> supervisor) carries the workload's raw wait
+status when a minimal init sits between them.  ``life``: the supervisor holds its only write
+end and never writes; its EOF tells the sandbox that the supervisor is gone.
+
+Lifetime and session (each a promise the live audit checks):
+
+- The sandbox never outlives the supervisor.  The setup process has ``PR_SET_PDEATHSIG``
+  (SIGKILL) from its first instruction, checked against a supervisor that died before it was
+  set; a credential change clears that setting, so the process that execs and the minimal init
+  set it again last thing, once the init's parent is the supervisor itself (after the
+  hand-over), and check the ``life`` pipe.  pid 1's death takes its whole pid namespace along.
+- The workload runs in a session of its own, never in the caller's session or process group,
+  and never with the caller's terminal as its controlling terminal (see
+  :mod:`secrun.terminal`).
+- Every signal that was ignored in secrun (Python ignores SIGPIPE and SIGXFSZ; a caller may
+  ignore more, e.g. ``nohup``) is reset to its default and the signal mask is emptied before
+  exec: the workload starts with the dispositions a fresh process has.
 """
 
 import _signal
@@ -33,7 +49,7 @@ from .stages import CHILD_STAGES, hook_name  # noqa: F401  (hook_name: documenta
 
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
-TTY_SIGNALS = (_signal.SIGINT, _signal.SIGQUIT)
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -111,11 +127,12 @@ class _Supervisor:
     def __init__(self):
         self.target = None
         self.received = []
-        self.skip_tty = _foreground_tty()
 
     def handler(self, sig, frame):
+        # The workload is in a session of its own: a key typed on the caller's terminal
+        # signals only secrun, which passes it on.
         self.received.append(sig)
-        if self.target is not None and not (sig in TTY_SIGNALS and self.skip_tty):
+        if self.target is not None:
             try:
                 os.kill(self.target, sig)
             except ProcessLookupError:
@@ -126,25 +143,15 @@ class _Supervisor:
             _signal.signal(s, self.handler)
 
 
-def _foreground_tty() -> bool:
-    """True when the terminal itself delivers ^C/^\\ to the workload (same foreground process
-    group), so forwarding them would deliver them twice."""
-    try:
-        return os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
+def _prctl(option: int, arg: int, what: str) -> None:
+    from .kernel import check, libc
+
+    check(libc.prctl(option, arg, 0, 0, 0), what)
 
 
-def _set_subreaper():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def run(plan: dict, argv: list, verbose: int = 0, env=None) -> int:
-    """Launch ``argv`` under ``plan``; returns secrun's exit status."""
+def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto") -> int:
+    """Launch ``argv`` under ``plan``; returns secrun's exit status.  ``tty``: ``auto``,
+    ``always`` or ``never`` (see :mod:`secrun.terminal`)."""
     ctx = Context(plan["config"], plan["origins"], plan["plan"], argv, env, verbose)
     ctx.log("plan ready")
     dispatch = plan["dispatch"]
@@ -159,7 +166,7 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None) -> int:
         _cleanup(ctx, dispatch)
         return 128 + sup.received[0]
     try:
-        return _launch(ctx, dispatch, sup)
+        return _launch(ctx, dispatch, sup, tty)
     finally:
         _cleanup(ctx, dispatch)
 
@@ -173,15 +180,44 @@ def _preload(dispatch) -> None:
         for modname, _fname, _plugin, _required in rows:
             if modname not in sys.modules:
                 __import__(modname)
+    # prctl for the death signal, in the child's first and last steps
+    if "secrun.kernel" not in sys.modules:
+        from . import kernel  # noqa: F401
 
 
-def _launch(ctx, dispatch, sup) -> int:
-    r_status, w_status = os.pipe2(os.O_CLOEXEC)
-    r_go, w_go = os.pipe2(os.O_CLOEXEC)
-    r_final, w_final = os.pipe2(os.O_CLOEXEC)
+class _Child:
+    """What the forked side needs from the supervisor: the pipe ends (see the module
+    docstring), the supervisor's pid, and the workload's terminal."""
+
+    __slots__ = ("r_status", "w_status", "r_go", "w_go", "r_final", "w_final", "r_life",
+                 "w_life", "sup_pid", "pty", "null_stdin")
+
+    def __init__(self, tty: str):
+        self.r_status, self.w_status = os.pipe2(os.O_CLOEXEC)
+        self.r_go, self.w_go = os.pipe2(os.O_CLOEXEC)
+        self.r_final, self.w_final = os.pipe2(os.O_CLOEXEC)
+        self.r_life, self.w_life = os.pipe2(os.O_CLOEXEC)
+        self.sup_pid = os.getpid()
+        self.pty = None
+        self.null_stdin = False
+        if tty != "never" and (tty == "always" or os.isatty(0) or os.isatty(1) or
+                               os.isatty(2)):
+            from .terminal import Pty
+
+            self.pty = Pty()
+        elif tty == "never" and os.isatty(0):
+            self.null_stdin = True
+
+
+def _launch(ctx, dispatch, sup, tty) -> int:
+    try:
+        c = _Child(tty)
+    except OSError as e:
+        return _fail(f"stage 'fork' failed in plugin 'core': {describe_oserror(e)} (the "
+                     f"workload's pipes or terminal; --tty=never goes without a terminal)")
     _preload(dispatch)
     if "namespaces" in dispatch:
-        _set_subreaper()
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, "prctl(PR_SET_CHILD_SUBREAPER)")
     sys.stdout.flush()
     sys.stderr.flush()
     ctx.log("fork")
@@ -190,30 +226,42 @@ def _launch(ctx, dispatch, sup) -> int:
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
-        _child(ctx, dispatch, (r_status, w_status, r_go, w_go, r_final, w_final))
+        _child(ctx, dispatch, c)
     ctx.pid = sup.target = pid
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
-    os.close(w_status)
-    os.close(r_go)
-    os.close(w_final)
-    records = _Records(r_status)
+    os.close(c.w_status)
+    os.close(c.r_go)
+    os.close(c.w_final)
+    os.close(c.r_life)
+    if c.pty is not None:
+        c.pty.start()
+    try:
+        return _supervise(ctx, dispatch, sup, c, pid)
+    finally:
+        if c.pty is not None:
+            c.pty.finish()
+
+
+def _supervise(ctx, dispatch, sup, c, pid) -> int:
+    w_go = c.w_go
+    records = _Records(c.r_status)
     failure = None
     exec_error = None
     waited = [pid]  # processes to reap: the child, and pid 1 of a new pid namespace
-
-    need_attach = "attach" in dispatch
     go_open = True
 
     def release(byte):
+        # The go pipe stays open until the record loop ends: the child reads ``a`` after
+        # ``attach`` or after the pid-namespace hand-over; EOF without a byte aborts it.
         nonlocal go_open
         if byte:
             try:
                 os.write(w_go, byte)
+                return
             except BrokenPipeError:
                 pass  # the child already failed: its error record is on the status pipe
-        if not byte or byte == b"a" or not need_attach:
-            os.close(w_go)  # EOF without the byte: the child exits without running anything
-            go_open = False
+        os.close(w_go)
+        go_open = False
 
     def attach():
         # The process that goes on to exec (pid 1 of a new pid namespace, or the child) is
@@ -249,12 +297,12 @@ def _launch(ctx, dispatch, sup) -> int:
                 sys.stderr.write(f"secrun: warning: {rec[1]}\n")
             elif kind == "pid":
                 # The child forked pid 1 of a new pid namespace and exits; as subreaper we
-                # adopt pid 1 and wait for it instead.
+                # adopt pid 1 and wait for it instead.  Once the child is reaped, pid 1's
+                # parent is this process, and the ``a`` byte lets it bind its life to ours.
                 _reap(pid)
                 waited = [rec[1]]
                 ctx.pid = sup.target = rec[1]
-                if need_attach:
-                    failure = attach()
+                failure = attach() if "attach" in dispatch else release(b"a")
             elif kind == "attach":
                 failure = attach()
             elif kind == "exec_error":
@@ -263,7 +311,7 @@ def _launch(ctx, dispatch, sup) -> int:
                 failure = _record_failure(rec)
     if go_open:
         os.close(w_go)
-    os.close(r_status)
+    os.close(c.r_status)
 
     if failure is not None:
         for p in waited:
@@ -278,13 +326,16 @@ def _launch(ctx, dispatch, sup) -> int:
                 _kill_and_reap(p)
             return _fail(f.line())
 
-    status = _reap(waited[0])
+    if c.pty is not None:
+        status = c.pty.relay(lambda: _reap(waited[0], os.WNOHANG))
+    else:
+        status = _reap(waited[0])
     # pid 1 (the minimal init), if there is one, passes on the workload's own raw status; the
     # pipe is empty otherwise (its other ends closed at exec or exit)
-    final = _read_all(r_final)
+    final = _read_all(c.r_final)
     if final:
         status = marshal.loads(final)
-    os.close(r_final)
+    os.close(c.r_final)
     ctx.status = status
     if exec_error is not None:
         _, err, prog = exec_error
@@ -314,17 +365,20 @@ def _read_all(fd) -> bytes:
 _REAPED: dict = {}
 
 
-def _reap(pid) -> int:
+def _reap(pid, flags=0):
     """Wait for ``pid``; any other child on the way is an orphan the supervisor adopted as a
     subreaper (set for the pid-namespace hand-over) and is reaped too, so none stays a zombie.
-    Its status is kept, in case it is one we wait for later (pid 1, adopted early)."""
+    Its status is kept, in case it is one we wait for later (pid 1, adopted early).  With
+    ``os.WNOHANG``: None while ``pid`` still runs."""
     if pid in _REAPED:
         return _REAPED.pop(pid)
     while True:
         try:
-            wpid, status = os.waitpid(-1, 0)
+            wpid, status = os.waitpid(-1, flags)
         except ChildProcessError:
             return 0
+        if wpid == 0:
+            return None  # WNOHANG: still running
         if wpid == pid:
             return status
         _REAPED[wpid] = status
@@ -346,7 +400,8 @@ def _fail(line: str) -> int:
 def _exit_code(status: int, forwarded) -> int:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        if sig not in forwarded:
+        # SIGPIPE is how a writer learns that its reader is gone: shells say nothing either
+        if sig not in forwarded and sig != _signal.SIGPIPE:
             import signal
 
             try:
@@ -374,35 +429,54 @@ def _cleanup(ctx, dispatch) -> None:
 
 # --- child ---------------------------------------------------------------------------------------
 
-def _child(ctx, dispatch, fds) -> None:
+def _child(ctx, dispatch, c) -> None:
     """Runs in the forked child; never returns."""
-    r_status, w_status, r_go, w_go, r_final, w_final = fds
     try:
+        # Die with the supervisor from the first instruction on; a supervisor that died before
+        # this line shows as a closed life pipe.
+        _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+        os.close(c.w_life)
+        if _supervisor_gone(c):
+            os._exit(EXIT_FAILED)
+        # Out of the caller's session and process group before anything else: a key typed on
+        # the caller's terminal now signals only the supervisor, and nothing here can reach
+        # the caller's process group or make itself the terminal's foreground.
+        os.setsid()
+        if c.null_stdin:
+            fd = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(fd, 0)
+            os.close(fd)
         # pid 1 already if a plugin made the pid namespace before fork: stay as its init
         init = os.getpid() == 1
+        forked = False
         for s in FORWARDED:
             _signal.signal(s, _abort_setup if init else _signal.SIG_DFL)
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
-        os.close(r_status)
-        os.close(w_go)
-        os.close(r_final)
+        os.close(c.r_status)
+        os.close(c.w_go)
+        os.close(c.r_final)
+        w_status = c.w_status
         ctx.in_child = True
         ctx._warn_sink = lambda text: _send(w_status, ("warn", text))
         need_attach = "attach" in dispatch
         for stage in CHILD_STAGES:
             if stage == "seccomp":
-                # Nothing but 0-2 and our own pipes may reach the workload.
-                _close_fds(keep=(w_status, w_final))
+                # Nothing but 0-2, our own pipes and the workload's terminal may reach the
+                # workload.
+                keep = [w_status, c.w_final, c.r_life, c.r_go]
+                if c.pty is not None:
+                    keep.append(c.pty.slave)
+                _close_fds(keep=keep)
             elif stage == "hostname" and need_attach:
                 # Sync: the parent's attach stage (cgroup attach) ran while we built the
                 # filesystem view; nothing after this point may run outside the groups.
-                if os.read(r_go, 1) != b"a":
+                if os.read(c.r_go, 1) != b"a":
                     os._exit(EXIT_FAILED)
             call_stage(ctx, dispatch, stage)
             if stage == "user_namespace":
                 # Sync: the parent runs after_fork (uid/gid maps) now.
                 _send(w_status, ("ready",))
-                if os.read(r_go, 1) != b"g":
+                if os.read(c.r_go, 1) != b"g":
                     os._exit(EXIT_FAILED)
             elif stage == "namespaces":
                 if ctx.fork_after_namespaces:
@@ -412,19 +486,30 @@ def _child(ctx, dispatch, fds) -> None:
                     if pid:
                         _send(w_status, ("pid", pid))
                         os._exit(0)
-                    init = True
+                    init = forked = True
                     _guard_pid1()
                 elif need_attach:
                     _send(w_status, ("attach",))
         if init:
-            _init(ctx, w_status, w_final)
-        _exec(ctx, w_status)
+            if forked and not need_attach and os.read(c.r_go, 1) != b"a":
+                os._exit(EXIT_FAILED)  # the hand-over is complete only with the byte
+            _init(ctx, c)
+        _exec(ctx, c, c.sup_pid)
     except StageFailure as f:
-        _try_send(w_status, ("error", f.stage, f.plugin, f.text))
+        _try_send(c.w_status, ("error", f.stage, f.plugin, f.text))
     except BaseException as exc:  # noqa: BLE001
-        _try_send(w_status, ("error", ctx.stage or "core", ctx.plugin or "core",
-                             describe_oserror(exc)))
+        _try_send(c.w_status, ("error", ctx.stage or "core", ctx.plugin or "core",
+                               describe_oserror(exc)))
     os._exit(EXIT_FAILED)
+
+
+def _supervisor_gone(c) -> bool:
+    """Whether the supervisor has exited: the life pipe's only write end is closed."""
+    os.set_blocking(c.r_life, False)
+    try:
+        return os.read(c.r_life, 1) == b""
+    except BlockingIOError:
+        return False
 
 
 def _try_send(fd, record):
@@ -443,10 +528,39 @@ def _close_fds(keep) -> None:
     os.closerange(lo, 1 << 20)
 
 
-def _exec(ctx, w_status) -> None:
-    """execve the workload, searching the sandbox's PATH like execvp.  (Not os.execvpe: it
-    imports ``warnings`` lazily, which may be unreachable inside the sandbox's filesystem.)"""
+def _reset_signals() -> None:
+    """Every ignored signal back to its default action, and an empty signal mask: the workload
+    starts as a fresh process would (Python ignores SIGPIPE and SIGXFSZ, and a caller may have
+    ignored more).  Handlers need no reset: exec resets them; only "ignore" survives it."""
+    getsignal, signal, ign, dfl = _signal.getsignal, _signal.signal, _signal.SIG_IGN, \
+        _signal.SIG_DFL
+    for sig in _signal.valid_signals():
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP) and getsignal(sig) == ign:
+            signal(sig, dfl)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+
+
+def _exec(ctx, c, parent) -> None:
+    """In the process that becomes the workload: its own session (and its terminal), default
+    signal dispositions, the death signal; then execve the workload, searching the sandbox's
+    PATH like execvp.  (Not os.execvpe: it imports ``warnings`` lazily, which may be
+    unreachable inside the sandbox's filesystem.)  ``parent``: the pid its parent must have,
+    or None when the parent is outside its pid namespace.  Never returns."""
+    w_status = c.w_status
     prog = ctx.argv[0]
+    ctx.stage, ctx.plugin = "exec", "core"
+    try:
+        os.setsid()
+    except PermissionError:
+        pass  # already the leader of the session made at fork
+    if c.pty is not None:
+        c.pty.attach_child()
+    _reset_signals()
+    # last, after every credential change (which clears it): the death signal of the process
+    # that becomes the workload, bound to its parent (the supervisor, or the minimal init)
+    _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent or _supervisor_gone(c):
+        os._exit(EXIT_FAILED)
     ctx.log(f"exec {prog}")
     err = 2  # ENOENT
     if "/" in prog:
@@ -477,30 +591,38 @@ def _guard_pid1() -> None:
         _signal.signal(s, _abort_setup)
 
 
-def _init(ctx, w_status, w_final) -> None:
+def _init(ctx, c) -> None:
     """pid 1 of the sandbox's pid namespace: fork the workload, forward signals to it, reap
     every orphan, and exit with the workload's status (its raw status goes up the final pipe).
-    Never returns."""
+    Its parent is the supervisor now (directly, or by adoption after the hand-over), so its
+    death signal is bound to the supervisor: when secrun dies, pid 1 dies, and the kernel kills
+    every process of the namespace.  Never returns."""
+    w_status, w_final = c.w_status, c.w_final
+    _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+    if _supervisor_gone(c):
+        os._exit(EXIT_FAILED)
     # Signals that arrive around the fork stay pending (blocked) instead of hitting
     # _abort_setup: the workload gets them with their default action once it unblocks them,
     # the init forwards them once its handlers are in place.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+    me = os.getpid()
     pid = os.fork()
     if pid == 0:
         for s in FORWARDED:
             _signal.signal(s, _signal.SIG_DFL)
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
         os.close(w_final)
-        _exec(ctx, w_status)
+        _exec(ctx, c, me)
     os.close(w_status)
-    skip_tty = _foreground_tty()
+    if c.pty is not None:
+        os.close(c.pty.slave)
 
+    # The workload has a session and a terminal of its own: what its terminal's keys send
+    # reaches it directly, what the supervisor forwards reaches it through here.
     def forward(sig, frame):
-        if not (sig in TTY_SIGNALS and skip_tty):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
     for s in FORWARDED:
         _signal.signal(s, forward)

@@ -19,7 +19,8 @@ HELP = ("-h", "--help", "--version")
 
 
 class LaunchOptions:
-    __slots__ = ("profiles", "sets", "plugins", "verbose", "dry_run", "no_cache", "command")
+    __slots__ = ("profiles", "sets", "plugins", "verbose", "dry_run", "no_cache", "tty",
+                 "command")
 
     def __init__(self):
         self.profiles: list = []
@@ -28,6 +29,7 @@ class LaunchOptions:
         self.verbose = 0
         self.dry_run = False
         self.no_cache = False
+        self.tty = "auto"
         self.command: list = []
 
 
@@ -39,7 +41,10 @@ _OPTIONS = {
     "--verbose": ("verbose", False), "-v": ("verbose", False),
     "--dry-run": ("dry_run", False), "-n": ("dry_run", False),
     "--no-cache": ("no_cache", False),
+    "--tty": ("tty", True),
 }
+# short flags for --tty=always / --tty=never
+_TTY_FLAGS = {"-t": "always", "-T": "never"}
 
 
 def parse_launch(argv: list) -> LaunchOptions:
@@ -54,6 +59,10 @@ def parse_launch(argv: list) -> LaunchOptions:
         if not arg.startswith("-") or arg == "-":
             break
         name, eq, value = arg.partition("=")
+        if name in _TTY_FLAGS and not eq:
+            opts.tty = _TTY_FLAGS[name]
+            i += 1
+            continue
         if name.startswith("-v") and name.strip("v") == "-" and not eq:
             opts.verbose += len(name) - 1
             i += 1
@@ -69,7 +78,12 @@ def parse_launch(argv: list) -> LaunchOptions:
                     raise SecrunError(f"option {name} needs a value")
                 i += 1
                 value = argv[i]
-            getattr(opts, attr).append(value)
+            if attr == "tty":
+                if value not in ("auto", "always", "never"):
+                    raise SecrunError(f"--tty takes auto, always or never, not {value!r}")
+                opts.tty = value
+            else:
+                getattr(opts, attr).append(value)
         elif eq:
             raise SecrunError(f"option {name} takes no value")
         elif attr == "verbose":
@@ -102,7 +116,20 @@ def launch(argv: list) -> int:
         return 0
     from .launch import run
 
-    return run(plan, opts.command, opts.verbose)
+    return run(plan, opts.command, opts.verbose, tty=opts.tty)
+
+
+def _isolate(argv: list) -> None:
+    """A privileged secrun never honours the caller's Python environment.  The installed
+    console script starts the interpreter with ``-I`` (see the Makefile's ``launcher``); where
+    another installer wrote a script without it and secrun runs as root (or set-id) with
+    PYTHON* variables set, secrun starts itself again isolated before doing anything."""
+    import os
+
+    if sys.flags.isolated or (os.geteuid() != 0 and os.getuid() == os.geteuid()):
+        return
+    if any(k.startswith("PYTHON") for k in os.environ):
+        os.execv(sys.executable, [sys.executable, "-I", "-m", "secrun", *argv])
 
 
 def main(argv=None) -> int:
@@ -110,6 +137,8 @@ def main(argv=None) -> int:
     script (no ``argv``) a launch ends the process itself, see below."""
     as_command = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    if as_command:
+        _isolate(argv)
     try:
         if not argv or argv[0] in SUBCOMMANDS or argv[0] in HELP:
             from .cli import run_cli
