@@ -104,6 +104,7 @@ def plan_rows(plan: dict, argv=()) -> tuple[list, list, dict]:
             row["category"] = ac.categorize(row)
             row["origin"] = _origin(plan, row["section"], row["key"])
             rows.append(row)
+    rows += core_rows()
     covered = {r["category"] for r in rows}
     for c in ac.CATEGORIES:
         if c.id in covered:
@@ -135,6 +136,25 @@ def plan_rows(plan: dict, argv=()) -> tuple[list, list, dict]:
                "sections": list(s), "active": n in plan["active"]}
               for n, d, v, f, b, s in plan["plugins"]]
     return rows, loaded, residuals
+
+
+def core_rows() -> list:
+    """What the core itself promises for every launch (:mod:`secrun.launch`), checked live like
+    the plugins' rows.  Not scored: no profile can turn them off."""
+    def row(control, value, expect):
+        return {"plugin": "core", "control": control, "value": value, "status": "enforced",
+                "weight": 0.0, "section": None, "key": None, "detail": "", "category": None,
+                "expect": expect, "origin": "secrun core", "residual": 0.0}
+
+    return [
+        row("session", "own session and process group; controlling terminal: a new pty "
+            "relayed by secrun, or none", {"proc.session": "own", "proc.pgrp": "own",
+                                           "proc.tty": "none|own"}),
+        row("supervision", "dies with secrun (death signal; pid 1 takes its pid namespace "
+            "along)", {"proc.pdeathsig": "SIGKILL"}),
+        row("signals", "default dispositions and an empty signal mask at exec",
+            {"proc.sig_ignored": "none", "proc.sig_blocked": "none"}),
+    ]
 
 
 # --- live ----------------------------------------------------------------------------------------
@@ -183,8 +203,16 @@ def _find_probe(secrun_pid: int, nonce: str):
     return None
 
 
-def run_live(profiles, sets, extra_plugins, python, timeout=60.0) -> tuple[dict, list]:
-    """Launch the sandbox with the probe; (facts, notes)."""
+# The probe's launcher: the shell reads the signal dispositions the workload started with
+# (builtins only, in the same process) and execs the probe with them.
+PROBE_SHELL = ('while read -r k v; do case $k in SigIgn:) i=$v;; SigBlk:) b=$v;; esac; '
+               'done </proc/self/status; exec "$0" -I -S -c "$1" "$2" "$3" "$i" "$b"')
+
+
+def run_live(profiles, sets, extra_plugins, python, timeout=60.0,
+             paths=()) -> tuple[dict, list]:
+    """Launch the sandbox with the probe; (facts, notes).  ``paths``: those whose visible
+    mount the rows ask about (``mount:PATH`` facts)."""
     import secrets
     import select
     import subprocess
@@ -193,18 +221,19 @@ def run_live(profiles, sets, extra_plugins, python, timeout=60.0) -> tuple[dict,
 
     ref = audit_facts.reference("self")
     ref["linger"] = timeout
+    ref["paths"] = sorted(set(paths))
     nonce = "secrun-audit-probe-" + secrets.token_hex(8)
     with open(probe.__file__) as f:
         source = f.read()
     # --no-cache: verify the plan just compiled for the rows, never an older cached one.
-    cmd = [sys.executable, "-m", "secrun", "--no-cache"]
+    cmd = [sys.executable, "-I", "-m", "secrun", "--no-cache"]
     for p in profiles:
         cmd += ["--profile", p]
     for s in sets:
         cmd += ["--set", s]
     for p in extra_plugins:
         cmd += ["--plugin", p]
-    cmd += ["--", python, "-I", "-S", "-c", source, json.dumps(ref), nonce]
+    cmd += ["--", "/bin/sh", "-c", PROBE_SHELL, python, source, json.dumps(ref), nonce]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdin and proc.stdout and proc.stderr
@@ -233,6 +262,8 @@ def run_live(profiles, sets, extra_plugins, python, timeout=60.0) -> tuple[dict,
             except OSError as e:
                 notes.append(f"outside view of the probe failed: {e}")
             facts["probe.host_pid"] = str(host_pid)
+            # session, process group and terminal, against secrun's caller (this process)
+            facts.update(probe.session_facts(f"/proc/{host_pid}"))
         outside_view = dict(facts)
         facts.update(inside)
         # A cgroup namespace shows the probe its group as "/": the host's path is the useful one.
@@ -261,9 +292,17 @@ def run_live(profiles, sets, extra_plugins, python, timeout=60.0) -> tuple[dict,
 
 
 def _same(fact: str, expected: str, observed) -> bool:
+    """Whether an observed fact is what a row expects.  ``A|B`` expects either; a ``mount:``
+    fact's expectation may use ``*`` for any one word (e.g. "/proc/sys * ro")."""
     if observed is None:
         return False
+    if "|" in expected:
+        return any(_same(fact, alt, observed) for alt in expected.split("|"))
     e, o = expected.strip(), str(observed).strip()
+    if fact.startswith("mount:"):
+        from fnmatch import fnmatchcase
+
+        return fnmatchcase(o, e)
     if fact.startswith("status.Cap"):
         try:
             return int(e, 16) == int(o, 16)
@@ -681,7 +720,8 @@ def _audit_profile(profiles, sets, plugins, command, live, python, threshold) ->
     if not live:
         return build_report("planned", plan, rows, loaded, residuals, argv=command,
                             threshold=threshold)
-    facts, notes = run_live(profiles, sets, plugins, probe_python(python))
+    paths = [f[len("mount:"):] for r in rows for f in r["expect"] if f.startswith("mount:")]
+    facts, notes = run_live(profiles, sets, plugins, probe_python(python), paths=paths)
     mismatches = check_expects(rows, facts)
     return build_report("live", plan, rows, loaded, residuals, facts, notes, mismatches,
                         argv=command, threshold=threshold, pid=facts.get("_pid"),

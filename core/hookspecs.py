@@ -92,7 +92,8 @@ def secrun_audit(ctx):
     a row that matches no category is listed and checked live but does not change the score.
 
     ``expect`` is what ``secrun audit --live`` must observe from inside the running sandbox for
-    the row to count as in effect: a dict of *fact* -> expected value (strings).  A row whose
+    the row to count as in effect: a dict of *fact* -> expected value (strings; ``"A|B"``
+    accepts either).  A row whose
     status is ``enforced`` and whose expected fact does not hold fails the live audit (exit 2);
     an unknown fact name fails it too.  Facts:
 
@@ -112,6 +113,18 @@ def secrun_audit(ctx):
     - ``fs.root_writable``: ``"yes"``/``"no"``; ``fs.home``: ``"hidden"``/``"ro"``/``"rw"``;
       ``fs.tmp``: ``"private"``/``"host"``; ``fs.dev``: ``"minimal"``/``"host"``;
       ``fs.proc_sys``: ``"ro"``/``"rw"`` (the mounts at those paths, from ``mountinfo``);
+    - ``mount:PATH``: the mount a lookup of PATH ends on inside the sandbox, as
+      ``"POINT FSTYPE ro|rw"`` (the mount tree is walked by parent ids, so a mount hidden under
+      a later mount of a parent directory is not it); the expected value may use ``*`` for a
+      word, e.g. ``"/proc/sys * ro"``; ``fs.sys``: ``"netns"`` (sysfs shows only the
+      sandbox's own network interfaces), ``"host"`` or ``"none"``; ``fs.sys_cgroup``:
+      ``"own"`` (cgroup mounts under /sys/fs/cgroup rooted in the sandbox's cgroup
+      namespace), ``"host"`` or ``"none"``;
+    - ``proc.session``, ``proc.pgrp``: ``"own"`` or ``"caller"`` (shared with the process that
+      started secrun); ``proc.tty``: ``"none"``, ``"own"`` or ``"caller"`` (the controlling
+      terminal); ``proc.pdeathsig``: the death signal's name or ``"none"``;
+      ``proc.sig_ignored``, ``proc.sig_blocked``: the signals ignored / blocked when the
+      workload started, space-separated names or ``"none"``;
     - ``net.interfaces``: space-separated names;
     - ``rlimit.<name>``: ``"SOFT:HARD"`` as numbers or ``unlimited`` (e.g. ``rlimit.core``);
     - ``landlock.abi``: the ABI version the kernel offers (``"0"``: none).

@@ -6,10 +6,13 @@ under any profile whose filesystem view contains a Python interpreter, whatever 
 environment or the visible files.  The same functions read another process's facts from outside
 (``secrun audit --pid``), so the live and the ``--pid`` views are computed by the same code.
 
-As a workload: ``python -I -S -c SOURCE REF_JSON NONCE`` prints one JSON line of facts (the
-vocabulary of the ``secrun_audit`` hookspec) and then waits until its stdin is closed, so that
-the auditor can look at it from outside meanwhile.  ``REF_JSON`` carries the auditor's own
-namespace links and its ``/tmp`` device, which "new"/"host" and "private"/"host" compare with.
+As a workload: ``python -I -S -c SOURCE REF_JSON NONCE [SIGIGN SIGBLK]`` prints one JSON line of
+facts (the vocabulary of the ``secrun_audit`` hookspec) and then waits until its stdin is closed,
+so that the auditor can look at it from outside meanwhile.  ``REF_JSON`` carries the auditor's
+own namespace links and its ``/tmp`` device, which "new"/"host" and "private"/"host" compare
+with, and the paths whose visible mount is asked for (``mount:PATH`` facts).  ``SIGIGN`` and
+``SIGBLK`` are the signal masks the workload started with, read by the shell that execs the
+probe (see :func:`inside`).
 """
 
 import json
@@ -100,6 +103,129 @@ def mounts(proc):
         point = parts[4].replace("\\040", " ")
         rows.append((point, parts[sep + 1], parts[5].split(","), parts[2]))
     return rows
+
+
+def mount_tree(proc):
+    """[(id, parent id, mount point, fstype, per-mount options, root)] in mount order."""
+    rows = []
+    for line in _read(f"{proc}/mountinfo").splitlines():
+        parts = line.split(" ")
+        try:
+            sep = parts.index("-")
+            rows.append((int(parts[0]), int(parts[1]), _unescape(parts[4]), parts[sep + 1],
+                         parts[5].split(","), _unescape(parts[3])))
+        except (ValueError, IndexError):
+            continue
+    return rows
+
+
+def _unescape(s):
+    for esc, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        s = s.replace(esc, ch)
+    return s
+
+
+def visible_mount(tree, path):
+    """The mount a lookup of ``path`` (absolute, no symlinks) ends on, walking the mount tree by
+    parent ids the way the kernel does: a mount hidden under a later mount of one of its
+    ancestors, or under another mount at the same place, is not visible.  (The longest matching
+    mount point is not enough: a hide below a later bind of its parent directory is in
+    mountinfo, yet not what the path shows.)"""
+    ids = {m[0] for m in tree}
+    kids: dict = {}
+    for m in tree:
+        kids.setdefault(m[1], []).append(m)
+
+    def top(m):
+        # mounts stacked on ``m`` at its own mount point
+        while True:
+            above = [k for k in kids.get(m[0], ()) if k[2] == m[2] and k is not m]
+            if not above:
+                return m
+            m = above[-1]
+
+    roots = [m for m in tree if m[2] == "/" and (m[1] not in ids or m[1] == m[0])]
+    if not roots:
+        return None
+    cur = top(roots[-1])
+    prefix = ""
+    for comp in [c for c in path.split("/") if c]:
+        prefix += "/" + comp
+        here = [k for k in kids.get(cur[0], ()) if k[2] == prefix]
+        if here:
+            cur = top(here[-1])
+    return cur
+
+
+def mount_text(m) -> str:
+    """How a ``mount:PATH`` fact shows a mount: "POINT FSTYPE ro|rw"."""
+    if m is None:
+        return "none"
+    return f"{m[2]} {m[3]} {'ro' if 'ro' in m[4] else 'rw'}"
+
+
+def view_facts(tree, paths, ns_cgroup):
+    """``mount:PATH`` for each requested path, and what /sys shows (``fs.sys``,
+    ``fs.sys_cgroup``)."""
+    facts = {f"mount:{p}": mount_text(visible_mount(tree, p)) for p in paths}
+    if not os.path.isdir("/sys/class/net"):
+        facts["fs.sys"] = "none"
+    else:
+        own = set()
+        for line in _read("/proc/self/net/dev").splitlines()[2:]:
+            own.add(line.split(":", 1)[0].strip())
+        seen = set(_listdir("/sys/class/net"))
+        facts["fs.sys"] = "netns" if seen <= own else "host"
+    groups = [m for m in tree if m[3] in ("cgroup", "cgroup2")
+              and (m[2] + "/").startswith("/sys/fs/cgroup/")
+              and visible_mount(tree, m[2]) is m]
+    if not groups:
+        facts["fs.sys_cgroup"] = "none"
+    elif ns_cgroup != "new" or any(m[5].startswith("/..") for m in groups):
+        facts["fs.sys_cgroup"] = "host"
+    else:
+        facts["fs.sys_cgroup"] = "own"
+    return facts
+
+
+SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+                7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV",
+                12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT",
+                17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN",
+                22: "SIGTTOU", 23: "SIGURG", 24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM",
+                27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"}
+
+
+def signal_set(mask_hex) -> str:
+    """A /proc status signal mask as names ("none" when empty, "?" when unreadable)."""
+    try:
+        mask = int(mask_hex, 16)
+    except (TypeError, ValueError):
+        return "?"
+    names = [SIGNAL_NAMES.get(n, f"SIGRT{n - 34}" if n >= 34 else str(n))
+             for n in range(1, 65) if mask >> (n - 1) & 1]
+    return " ".join(names) or "none"
+
+
+def stat_fields(proc):
+    """(pgrp, session, tty_nr) from ``PROC/stat``, or None."""
+    text = _read(f"{proc}/stat")
+    try:
+        rest = text.rsplit(")", 1)[1].split()
+        return int(rest[2]), int(rest[3]), int(rest[4])
+    except (IndexError, ValueError):
+        return None
+
+
+def session_facts(proc, ref_proc="/proc/self"):
+    """``proc.session``/``proc.pgrp``: "own" or "caller" (the same as ``ref_proc``'s);
+    ``proc.tty``: "none", "own" or "caller" (the controlling terminal)."""
+    mine, ref = stat_fields(proc), stat_fields(ref_proc)
+    if mine is None or ref is None:
+        return {}
+    return {"proc.pgrp": "caller" if mine[0] == ref[0] else "own",
+            "proc.session": "caller" if mine[1] == ref[1] else "own",
+            "proc.tty": "none" if mine[2] == 0 else "caller" if mine[2] == ref[2] else "own"}
 
 
 def mount_for(rows, path):
@@ -236,8 +362,27 @@ def probe_syscalls():
     return out
 
 
-def inside(ref):
+def pdeathsig():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sig = ctypes.c_int(0)
+    if libc.prctl(2, ctypes.byref(sig), 0, 0, 0) != 0:  # PR_GET_PDEATHSIG
+        return "?"
+    return SIGNAL_NAMES.get(sig.value, str(sig.value)) if sig.value else "none"
+
+
+def inside(ref, dispositions=None):
+    """Facts from inside.  ``dispositions``: (SigIgn, SigBlk) as the workload started with them
+    (read by the shell that execs this probe: Python itself ignores SIGPIPE and SIGXFSZ at
+    start-up, so this process cannot see what it inherited)."""
     facts = proc_facts("/proc/self", ref, root="")
+    facts.update(view_facts(mount_tree("/proc/self"), ref.get("paths", ()),
+                            facts.get("ns.cgroup", "")))
+    facts["proc.pdeathsig"] = pdeathsig()
+    if dispositions:
+        facts["proc.sig_ignored"] = signal_set(dispositions[0])
+        facts["proc.sig_blocked"] = signal_set(dispositions[1])
     facts["id.uid"] = str(os.getuid())
     facts["id.gid"] = str(os.getgid())
     facts["id.groups"] = " ".join(str(g) for g in os.getgroups())
@@ -248,7 +393,7 @@ def inside(ref):
 def main(argv):
     ref = json.loads(argv[1]) if len(argv) > 1 else {}
     try:
-        facts = inside(ref)
+        facts = inside(ref, argv[3:5] if len(argv) > 4 else None)
     except Exception as e:  # noqa: BLE001 - report, do not die silently inside a sandbox
         facts = {"probe.error": f"{type(e).__name__}: {e}"}
     facts["probe.pid"] = str(os.getpid())

@@ -1,0 +1,461 @@
+"""The core's promises about the workload's process: its own session and terminal, its life
+bound to the supervisor's, default signal dispositions, and an isolated interpreter.
+
+Each test attacks real ``secrun`` on the real kernel: a background workload that tries to take
+the caller's terminal (driven through a pty, as a user's interactive shell), ``kill(0, ...)``,
+SIGKILL of the supervisor at random points of the launch, inherited ignored signals, and a
+PYTHONPATH that a root-run secrun must not honour.
+"""
+
+import os
+import pty
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import SECRUN, is_root, needs_root, nobody_can_run_secrun, run_secrun
+
+PROFILES = ["strict", "default"]
+
+
+# --- session and terminal ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_kill_zero_stays_inside(profile, tmp_path):
+    """``kill(0, SIGKILL)`` from the workload signals its own process group, not the caller's
+    (here: the shell script that started secrun)."""
+    script = f"{SECRUN} -p {profile} -- sh -c 'kill -9 0'; echo caller-survived $?"
+    cp = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                        cwd=tmp_path, start_new_session=True)
+    assert "caller-survived 137" in cp.stdout, cp
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_own_session_and_group(profile, tmp_path):
+    """Inside, the session and process group are the sandbox's own (the leader is visible in
+    the sandbox's pid namespace, not 0 as for a session led from outside)."""
+    r = run_secrun("-p", profile, "--", "python3", "-I", "-c",
+                   "import os; print(os.getsid(0), os.getpgrp(), os.getpid())", cwd=tmp_path)
+    assert r.rc == 0, r
+    sid, pgrp, pid = map(int, r.out.split())
+    assert sid != 0 and pgrp != 0, r
+    assert sid in (pid, 1, 2) and pgrp in (pid, 1, 2), r
+
+
+def _read_until(fd, needle: bytes, timeout: float) -> bytes:
+    out = b""
+    end = time.monotonic() + timeout
+    while needle not in out and time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+ATTACKER = r"""
+import os, signal, sys
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+try:
+    os.tcsetpgrp(0, os.getpgrp())
+except OSError as e:
+    print("attacker: tcsetpgrp failed:", e, flush=True)
+print("attacker-ready", flush=True)
+data = os.read(0, 200)
+print("STOLEN:" + data.decode(errors="replace").strip() + ":", flush=True)
+"""
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_background_workload_cannot_read_the_users_next_line(profile, tmp_path):
+    """A user's interactive shell (bash with job control, on a terminal) starts a sandboxed
+    program in the background and then types a command.  The program tries to make itself the
+    terminal's foreground (TIOCSPGRP) and read that line.  It must not get it: the line goes to
+    the user's shell, which runs it."""
+    attacker = tmp_path / "attacker.py"
+    attacker.write_text(ATTACKER)
+    attacker.chmod(0o644)
+    tmp_path.chmod(0o755)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(tmp_path)
+        os.environ["PS1"] = "user$ "
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    try:
+        _read_until(fd, b"user$ ", 10)
+        # (the program's text on the command line: the working directory under /tmp is not
+        # in the sandbox's view)
+        os.write(fd, f'{SECRUN} -p {profile} -- python3 -I -c "$(cat attacker.py)" &\n'.encode())
+        seen = _read_until(fd, b"attacker-ready", 20)
+        assert b"attacker-ready" in seen, seen
+        time.sleep(0.5)
+        os.write(fd, b"echo typed-by-user-$((6*7))\n")
+        seen += _read_until(fd, b"typed-by-user-42", 5)
+        time.sleep(0.5)
+        seen += _read_until(fd, b"\x00", 0.5)
+        assert b"STOLEN:echo" not in seen, seen
+        assert b"typed-by-user-42" in seen, seen
+    finally:
+        try:
+            os.write(fd, b"kill -9 %1 2>/dev/null; exit\n")
+        except OSError:
+            pass
+        time.sleep(0.3)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def _in_pty(argv, data=b"", timeout=20):
+    """Run ``argv`` on a new terminal; (exit status, everything it printed)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    out = b""
+    if data:
+        time.sleep(0.3)
+        os.write(fd, data)
+    end = time.monotonic() + timeout
+    open_ = True
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd] if open_ else [], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                open_ = False  # EIO: the terminal's other side is closed
+            out += chunk
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            out += _read_until(fd, b"\x00", 0.2)
+            os.close(fd)
+            return os.waitstatus_to_exitcode(status), out
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    raise AssertionError(f"timed out: {out!r}")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_terminal_is_a_new_pty_relayed(profile):
+    """On a terminal the workload gets a pseudo-terminal of its own as its controlling
+    terminal: it is a terminal, in the foreground of its own session, not the caller's; input
+    and output are relayed."""
+    prog = ("import os, sys; t = os.open('/dev/tty', os.O_RDWR); "
+            "print('fg', os.tcgetpgrp(0) == os.getpgrp(), 'sid', os.getsid(0) == os.getpid()); "
+            "print('isatty', sys.stdin.isatty(), sys.stdout.isatty()); "
+            "line = sys.stdin.readline(); print('got', line.strip()); sys.exit(7)")
+    rc, out = _in_pty([SECRUN, "-p", profile, "--", "python3", "-I", "-c", prog],
+                      b"hello-through-the-pty\n")
+    assert rc == 7, out
+    assert b"fg True sid True" in out, out
+    assert b"isatty True True" in out, out
+    assert b"got hello-through-the-pty" in out, out
+
+
+def test_tty_never_gives_no_terminal():
+    prog = ("import os, sys\ntry:\n os.open('/dev/tty', os.O_RDWR)\n print('ctty')\n"
+            "except OSError as e:\n print('no ctty', e.errno)\n"
+            "print('stdin', sys.stdin.isatty(), sys.stdin.read() == '')")
+    rc, out = _in_pty([SECRUN, "-T", "-p", "strict", "--", "python3", "-I", "-c", prog])
+    assert rc == 0, out
+    assert b"no ctty 6" in out, out  # ENXIO
+    assert b"stdin False True" in out, out
+
+
+def test_tty_option_is_checked(secrun):
+    r = secrun("--tty=sometimes", "-p", "strict", "--", "true")
+    assert r.rc == 125 and "--tty takes auto, always or never" in r.err, r
+
+
+# --- the sandbox dies with the supervisor ------------------------------------------------------
+
+def _alive_with(marker: str) -> list:
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def _workload_running(marker: str) -> bool:
+    """Whether ``sleep MARKER`` itself runs (not only secrun, whose argv also names it)."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read() == b"sleep\0" + marker.encode() + b"\0":
+                        return True
+            except OSError:
+                pass
+    return False
+
+
+def _kill_soak(profile, rounds, user=None, tmp_path=None):
+    survivors = []
+    prefix = []
+    if user is not None:
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                  "--inh-caps=-all", "--bounding-set=-all", "--"]
+    for i in range(rounds):
+        marker = f"{1000 + random.randrange(10**6)}.{i}"
+        proc = subprocess.Popen([*prefix, SECRUN, "-p", profile, "--", "sleep", marker],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=tmp_path or "/",
+                                start_new_session=True)
+        time.sleep(random.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait()
+        end = time.monotonic() + 5
+        while _alive_with(marker) and time.monotonic() < end:
+            time.sleep(0.02)
+        left = _alive_with(marker)
+        if left:
+            survivors.append(marker)
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    return survivors
+
+
+SOAK = int(os.environ.get("SECRUN_SOAK_KILLS", "25"))
+
+
+@needs_root
+@pytest.mark.parametrize("profile", PROFILES)
+def test_sigkill_of_the_supervisor_kills_the_sandbox(profile, tmp_path):
+    """SIGKILL to secrun at random points of the launch (0-300 ms: the whole set-up and the
+    run): no workload is left alive, at any point."""
+    assert _kill_soak(profile, SOAK, tmp_path=tmp_path) == []
+
+
+@needs_root
+def test_sigkill_of_the_supervisor_kills_the_sandbox_rootless(tmp_path):
+    """The same as an ordinary user: the pid namespace is made inside a user namespace and
+    pid 1 is handed over to the supervisor (the other way of making pid 1)."""
+    if not nobody_can_run_secrun():
+        pytest.skip("this checkout's secrun cannot be started by an ordinary user")
+    assert _kill_soak("default", max(SOAK // 2, 10), user="nobody", tmp_path="/") == []
+
+
+@needs_root
+def test_supervisor_killed_while_running_kills_the_workload(tmp_path):
+    proc = subprocess.Popen([SECRUN, "-p", "strict", "--", "sleep", "4321.5"],
+                            stdin=subprocess.DEVNULL, cwd=tmp_path)
+    end = time.monotonic() + 10
+    while not _workload_running("4321.5") and time.monotonic() < end:
+        time.sleep(0.02)
+    assert _workload_running("4321.5")
+    time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 5
+    while _alive_with("4321.5") and time.monotonic() < end:
+        time.sleep(0.02)
+    assert _alive_with("4321.5") == []
+
+
+# --- signal dispositions -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_sigpipe_kills_the_writer(profile, tmp_path):
+    """``yes | head -c1``: yes dies of SIGPIPE (141), as outside any sandbox."""
+    r = run_secrun("-p", profile, "--", "bash", "-c",
+                   "yes | head -c1 >/dev/null; echo ${PIPESTATUS[0]}", cwd=tmp_path)
+    assert r.rc == 0 and r.out.strip() == "141", r
+    # and secrun itself as the writer: its status is 128+SIGPIPE, without a message
+    cp = subprocess.run(["bash", "-c", f"{SECRUN} -p {profile} -- yes | head -c1 >/dev/null; "
+                         "echo ${PIPESTATUS[0]}"], capture_output=True, text=True, timeout=60,
+                        cwd=tmp_path)
+    assert cp.stdout.strip() == "141", cp
+    assert "Broken pipe" not in cp.stderr, cp
+
+
+def test_file_size_limit_kills_with_sigxfsz(write_profile, tmp_path):
+    prof = write_profile("""
+        extends = ["strict"]
+        [process]
+        rlimits = { fsize = 1024 }
+        """)
+    r = run_secrun("-p", prof, "--", "bash", "-c",
+                   "head -c 4096 /dev/zero > /tmp/big; echo $?", cwd=tmp_path)
+    assert r.out.strip() == str(128 + signal.SIGXFSZ), r
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_ignored_and_blocked_signals_are_not_inherited(profile, tmp_path):
+    """A caller that ignores SIGHUP and SIGINT (nohup, a background job) and blocks SIGTERM and
+    SIGUSR1: the workload starts with every default and an empty mask."""
+    def caller():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+
+    cp = subprocess.run([SECRUN, "-p", profile, "--", "grep", "-E", "^Sig(Ign|Blk)",
+                         "/proc/self/status"], capture_output=True, text=True, timeout=60,
+                        cwd=tmp_path, preexec_fn=caller, restore_signals=False)
+    assert cp.returncode == 0, cp
+    assert "SigIgn:\t0000000000000000" in cp.stdout, cp
+    assert "SigBlk:\t0000000000000000" in cp.stdout, cp
+
+
+# --- the interpreter of a root-run secrun -------------------------------------------------------
+
+@needs_root
+def test_python_environment_is_not_honoured(tmp_path):
+    """``sudo -E secrun ...`` with another user's PYTHONPATH (a sitecustomize) or PYTHONHOME:
+    nothing of it runs, secrun works, and nothing is imported from the working directory."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "pwned"
+    code = f"open({str(marker)!r}, 'w').write('x')\n"
+    (evil / "sitecustomize.py").write_text(code)
+    (evil / "usercustomize.py").write_text(code)
+    (evil / "pluggy.py").write_text(code)
+    (tmp_path / "sitecustomize.py").write_text(code)
+    env = dict(os.environ, PYTHONPATH=str(evil), PYTHONSTARTUP=str(evil / "pluggy.py"),
+               PYTHONUSERBASE=str(evil), PYTHONINSPECT="1")
+    for args in (["-p", "unconfined", "--", "true"], ["profiles", "show", "strict"]):
+        cp = subprocess.run([SECRUN, *args], capture_output=True, text=True, timeout=60,
+                            env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert cp.returncode == 0, cp
+        assert not marker.exists(), args
+    cp = subprocess.run([SECRUN, "-p", "unconfined", "--", "true"], capture_output=True,
+                        text=True, timeout=60, env=dict(os.environ, PYTHONHOME=str(evil)),
+                        cwd=tmp_path)
+    assert cp.returncode == 0, cp
+
+
+@needs_root
+def test_script_without_isolation_isolates_itself(tmp_path):
+    """An installer that writes the console script without ``-I``: a root-run secrun with
+    PYTHON* variables set starts itself again isolated (what ran before that, in site, is the
+    installer's concern; secrun's own imports come only from its installation)."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "secrun_probe_marker.py").write_text("")
+    prog = ("import sys; from secrun.main import main; sys.argv[0] = 'secrun'; "
+            "sys.exit(main())")
+    cp = subprocess.run([sys.executable, "-c", prog, "-p", "unconfined", "--", "python3",
+                         "-c", "import os; print(os.environ.get('PYTHONPATH'))"],
+                        capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, PYTHONPATH=str(evil)), cwd=tmp_path)
+    assert cp.returncode == 0, cp
+    # the re-executed secrun ran isolated; the workload's environment is the caller's own
+    assert cp.stdout.strip() == str(evil), cp
+
+
+def test_console_script_is_isolated():
+    with open(SECRUN) as f:
+        first = f.readline()
+    assert first.startswith("#!") and first.rstrip().endswith(" -I"), first
+
+
+# --- the live audit sees these promises -------------------------------------------------------
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_live_audit_verifies_session_supervision_and_signals(profile, tmp_path):
+    import json
+
+    cp = subprocess.run([SECRUN, "audit", "--live", "-p", profile, "--format", "json"],
+                        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode in (0, 1), cp
+    rep = json.loads(cp.stdout)
+    core = {r["control"]: r for r in rep["controls"] if r["plugin"] == "core"}
+    assert set(core) == {"session", "supervision", "signals"}, core
+    for r in core.values():
+        assert r["verified"] is True, r
+    facts = rep["facts"]
+    assert facts["proc.session"] == "own" and facts["proc.pgrp"] == "own"
+    assert facts["proc.pdeathsig"] == "SIGKILL"
+    assert facts["proc.sig_ignored"] == "none" and facts["proc.sig_blocked"] == "none"
+
+
+def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
+    """The probe itself, run as a workload without secrun (in its caller's session, SIGPIPE
+    ignored, no death signal): the facts disprove every core row, and the check names each."""
+    from secrun import audit, probe
+
+    src = open(probe.__file__).read()
+    ref = json_ref()
+
+    def caller():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    proc = subprocess.Popen(["/bin/sh", "-c", audit.PROBE_SHELL, sys.executable, src, ref,
+                             "nonce"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            preexec_fn=caller, restore_signals=False, cwd=tmp_path)
+    line = proc.stdout.readline()
+    facts = __import__("json").loads(line)
+    facts.update(probe.session_facts(f"/proc/{proc.pid}"))
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    rows = [dict(r) for r in audit.core_rows()]
+    bad = audit.check_expects(rows, facts)
+    named = {(m["control"], m["fact"]) for m in bad}
+    assert ("session", "proc.session") in named and ("session", "proc.pgrp") in named, bad
+    assert ("supervision", "proc.pdeathsig") in named, bad
+    assert ("signals", "proc.sig_ignored") in named, bad
+    assert "SIGPIPE" in facts["proc.sig_ignored"].split(), facts
+
+
+def json_ref() -> str:
+    import json
+
+    from secrun import audit_facts
+
+    ref = audit_facts.reference("self")
+    ref["linger"] = 5
+    return json.dumps(ref)
+
+
+@pytest.mark.skipif(not is_root, reason="needs root")
+def test_probe_mount_facts_see_through_a_shadowing_mount(tmp_path):
+    """``mount:PATH`` is the mount a lookup of PATH ends on: a mount hidden by a later mount
+    of its parent is not it."""
+    from secrun import probe
+
+    base = tmp_path / "m"
+    (base / "sub").mkdir(parents=True)
+    script = (f"mount -t tmpfs -o ro none {base}/sub && mount --bind / {base} && "
+              f"cat /proc/self/mountinfo")
+    cp = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp
+    mi = tmp_path / "mountinfo"
+    mi.write_text(cp.stdout)
+    tree = []
+    for line in cp.stdout.splitlines():
+        parts = line.split(" ")
+        sep = parts.index("-")
+        tree.append((int(parts[0]), int(parts[1]), parts[4], parts[sep + 1],
+                     parts[5].split(","), parts[3]))
+    seen = probe.mount_text(probe.visible_mount(tree, f"{base}/sub"))
+    assert seen.startswith(f"{base} ") and "tmpfs" not in seen, seen
+    # and the longest-prefix answer would have been the (shadowed) tmpfs
+    assert probe.mount_for([(t[2], t[3], t[4], "") for t in tree], f"{base}/sub")[1] == "tmpfs"
