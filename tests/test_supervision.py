@@ -68,6 +68,10 @@ import os, signal, sys
 signal.signal(signal.SIGTTOU, signal.SIG_IGN)
 signal.signal(signal.SIGTTIN, signal.SIG_IGN)
 try:
+    os.setpgid(0, 0)  # a group of its own, nameable inside a pid namespace
+except OSError as e:
+    print("attacker: setpgid failed:", e, flush=True)
+try:
     os.tcsetpgrp(0, os.getpgrp())
 except OSError as e:
     print("attacker: tcsetpgrp failed:", e, flush=True)
@@ -353,20 +357,26 @@ def test_python_environment_is_not_honoured(tmp_path):
 @needs_root
 def test_script_without_isolation_isolates_itself(tmp_path):
     """An installer that writes the console script without ``-I``: a root-run secrun with
-    PYTHON* variables set starts itself again isolated (what ran before that, in site, is the
-    installer's concern; secrun's own imports come only from its installation)."""
+    PYTHON* variables set starts itself again isolated before importing anything more, so a
+    ``click`` planted on PYTHONPATH is not what its command line runs on (what ran in site
+    before that is the installer's concern)."""
     evil = tmp_path / "evil"
     evil.mkdir()
-    (evil / "secrun_probe_marker.py").write_text("")
+    marker = tmp_path / "pwned"
+    (evil / "click.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
     prog = ("import sys; from secrun.main import main; sys.argv[0] = 'secrun'; "
             "sys.exit(main())")
+    cp = subprocess.run([sys.executable, "-c", prog, "profiles", "show", "strict"],
+                        capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, PYTHONPATH=str(evil)), cwd=tmp_path)
+    assert cp.returncode == 0, cp
+    assert not marker.exists()
+    # the workload's environment is still the caller's own
     cp = subprocess.run([sys.executable, "-c", prog, "-p", "unconfined", "--", "python3",
                          "-c", "import os; print(os.environ.get('PYTHONPATH'))"],
                         capture_output=True, text=True, timeout=60,
                         env=dict(os.environ, PYTHONPATH=str(evil)), cwd=tmp_path)
-    assert cp.returncode == 0, cp
-    # the re-executed secrun ran isolated; the workload's environment is the caller's own
-    assert cp.stdout.strip() == str(evil), cp
+    assert cp.returncode == 0 and cp.stdout.strip() == str(evil), cp
 
 
 def test_console_script_is_isolated():
