@@ -31,7 +31,7 @@ venv: $(VENV)/.stamp
 # (PYTHONWARNINGS: setuptools' notices about editable installs are not for our users.)
 $(VENV)/.stamp: export PYTHONWARNINGS = ignore
 $(VENV)/.stamp: export PIP_DISABLE_PIP_VERSION_CHECK = 1
-$(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml)
+$(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
@@ -46,13 +46,14 @@ $(VENV)/.stamp: pyproject.toml $(wildcard core/*.py plugins/*.py tests/*-dist/py
 bytecode:
 	@$(PY) -m compileall -q build/__editable__.* >/dev/null
 
-# The console script starts its interpreter isolated (-I): secrun runs as root, and a root
-# process must not honour PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, the user site directory or the
-# working directory (`sudo -E secrun ...` would otherwise run another user's code as root).
-# pip writes console scripts without interpreter options, so the option is added here.
+# The `secrun` command: pip's console script replaced by deps/secrun-launcher.in, which starts
+# its interpreter isolated (-I: secrun runs as root, and a root process must not honour
+# PYTHONPATH, PYTHONHOME, the user site directory or the working directory) and holds the
+# forwarded signals until secrun's handlers are in place.  pip writes console scripts without
+# interpreter options, hence this step.
 launcher:
-	@sed -i '1s|^#!\(/[^ ]*python[0-9.]*\)$$|#!\1 -I|' $(BIN)/secrun
-	@head -1 $(BIN)/secrun | grep -q -- ' -I$$' || { echo "launcher: $(BIN)/secrun is not isolated" >&2; exit 1; }
+	@sed -e 's|@PYTHON@|$(abspath $(PY))|' deps/secrun-launcher.in > $(BIN)/secrun.tmp
+	@chmod 755 $(BIN)/secrun.tmp && mv -f $(BIN)/secrun.tmp $(BIN)/secrun
 
 run: setup
 	$(BIN)/secrun --profile strict ./examples/hello.sh

@@ -18,9 +18,10 @@ Pipes: ``status`` (child -> supervisor, close-on-exec) carries length-prefixed m
 ``("warn", text)``, ``("error", stage, plugin, text)``, ``("exec_error", errno, program)``; EOF
 means the workload was exec'd (or died).  ``go`` (supervisor -> child) releases the child after
 ``after_fork`` (byte ``g``) and after ``attach`` or the pid-namespace hand-over (byte ``a``); EOF
-without the byte aborts it.  ``final`` (init -> supervisor) carries the workload's raw wait
-status when a minimal init sits between them.  ``life``: the supervisor holds its only write
-end and never writes; its EOF tells the sandbox that the supervisor is gone.
+without the byte aborts it.  ``final`` (init -> supervisor) carries records of the workload's
+stops and its raw wait status when a minimal init sits between them (pid 1 announces itself
+with ``("init",)`` on the status pipe).  ``life``: the supervisor holds its only write end and
+never writes; its EOF tells the sandbox that the supervisor is gone.
 
 Lifetime and session (each a promise the live audit checks):
 
@@ -121,7 +122,7 @@ class _Records:
 
 # --- supervisor -----------------------------------------------------------------------------------
 
-class _Supervisor:
+class Supervisor:
     """Signal forwarding state of the secrun process."""
 
     def __init__(self):
@@ -149,14 +150,19 @@ def _prctl(option: int, arg: int, what: str) -> None:
     check(libc.prctl(option, arg, 0, 0, 0), what)
 
 
-def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto") -> int:
+def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto",
+        sup=None) -> int:
     """Launch ``argv`` under ``plan``; returns secrun's exit status.  ``tty``: ``auto``,
-    ``always`` or ``never`` (see :mod:`secrun.terminal`)."""
+    ``always`` or ``never`` (see :mod:`secrun.terminal`).  ``sup``: the :class:`Supervisor`
+    whose handlers are already in place (the command installs them first thing)."""
     ctx = Context(plan["config"], plan["origins"], plan["plan"], argv, env, verbose)
     ctx.log("plan ready")
     dispatch = plan["dispatch"]
-    sup = _Supervisor()
-    sup.install()
+    if sup is None:
+        sup = Supervisor()
+        sup.install()
+    if sup.received:
+        return _interrupted(sup)
     try:
         call_stage(ctx, dispatch, "prepare")
     except StageFailure as f:
@@ -164,11 +170,22 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto") -
         return _fail(f.line())
     if sup.received:
         _cleanup(ctx, dispatch)
-        return 128 + sup.received[0]
+        return _interrupted(sup)
     try:
         return _launch(ctx, dispatch, sup, tty)
     finally:
         _cleanup(ctx, dispatch)
+
+
+def _interrupted(sup) -> int:
+    """secrun was told to stop before the workload ran: 128+N, and one line unless it was ^C."""
+    sig = sup.received[0]
+    if sig != _signal.SIGINT:
+        import signal
+
+        sys.stderr.write(f"secrun: stopped by {signal.Signals(sig).name} before the workload "
+                         f"ran\n")
+    return 128 + sig
 
 
 def _preload(dispatch) -> None:
@@ -190,7 +207,7 @@ class _Child:
     docstring), the supervisor's pid, and the workload's terminal."""
 
     __slots__ = ("r_status", "w_status", "r_go", "w_go", "r_final", "w_final", "r_life",
-                 "w_life", "sup_pid", "pty", "null_stdin")
+                 "w_life", "sup_pid", "pty", "null_stdin", "has_init")
 
     def __init__(self, tty: str):
         self.r_status, self.w_status = os.pipe2(os.O_CLOEXEC)
@@ -198,6 +215,7 @@ class _Child:
         self.r_final, self.w_final = os.pipe2(os.O_CLOEXEC)
         self.r_life, self.w_life = os.pipe2(os.O_CLOEXEC)
         self.sup_pid = os.getpid()
+        self.has_init = False  # a minimal init sits between the supervisor and the workload
         self.pty = None
         self.null_stdin = False
         if tty != "never" and (tty == "always" or os.isatty(0) or os.isatty(1) or
@@ -222,8 +240,14 @@ def _launch(ctx, dispatch, sup, tty) -> int:
     sys.stderr.flush()
     ctx.log("fork")
     # Forwarded signals stay pending across the fork until each side has its own handlers:
-    # the supervisor's forward to the child; the child's abort the setup (see _child).
+    # the supervisor's forward to the child; the child's abort the setup (see _child).  One
+    # that arrived before (its handler had no child to forward to) stops the launch here.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+    if sup.received:
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+        if c.pty is not None:
+            c.pty.finish()
+        return _interrupted(sup)
     pid = os.fork()
     if pid == 0:
         _child(ctx, dispatch, c)
@@ -305,6 +329,8 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
                 failure = attach() if "attach" in dispatch else release(b"a")
             elif kind == "attach":
                 failure = attach()
+            elif kind == "init":
+                c.has_init = True
             elif kind == "exec_error":
                 exec_error = rec
             else:
@@ -316,6 +342,8 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
     if failure is not None:
         for p in waited:
             _kill_and_reap(p)
+        if sup.received and rec is None:
+            return _interrupted(sup)  # the forwarded signal ended the set-up
         return _fail(failure)
 
     if exec_error is None:
@@ -326,15 +354,8 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
                 _kill_and_reap(p)
             return _fail(f.line())
 
-    if c.pty is not None:
-        status = c.pty.relay(lambda: _reap(waited[0], os.WNOHANG))
-    else:
-        status = _reap(waited[0])
-    # pid 1 (the minimal init), if there is one, passes on the workload's own raw status; the
-    # pipe is empty otherwise (its other ends closed at exec or exit)
-    final = _read_all(c.r_final)
-    if final:
-        status = marshal.loads(final)
+    waiter = _Waiter(waited[0], c)
+    status = c.pty.relay(waiter) if c.pty is not None else waiter.wait()
     os.close(c.r_final)
     ctx.status = status
     if exec_error is not None:
@@ -344,6 +365,74 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
     return _exit_code(status, sup.received)
 
 
+class _Waiter:
+    """Waits for the workload and reflects its stops.
+
+    Without a minimal init the workload is the supervisor's child and ``waitpid(WUNTRACED)``
+    shows its stops.  With one, pid 1 sends ``("stop", signal)`` and finally ``("exit", raw
+    status)`` records up the final pipe.  A stopped workload stops secrun too, with the same
+    kind of signal (as ``sudo`` does), so the caller's shell sees a stopped job it can ``fg``
+    or ``bg``; when secrun is continued, it continues the workload."""
+
+    def __init__(self, pid, c):
+        self.pid, self.c = pid, c
+        self.records = _Records(c.r_final)
+        self.status = None
+
+    def fds(self) -> list:
+        """What to watch besides SIGCHLD."""
+        return [self.c.r_final] if self.c.has_init else []
+
+    def wait(self):
+        """Block until the workload ended; its raw wait status."""
+        while self.status is None:
+            self.step(block=True)
+        return self.status
+
+    def step(self, block: bool = False):
+        """Handle what happened (blocking for it, or not); the raw status once it ended."""
+        if self.status is not None:
+            return self.status
+        if not self.c.has_init:
+            st = _reap(self.pid, os.WUNTRACED | (0 if block else os.WNOHANG))
+            if st is not None and os.WIFSTOPPED(st):
+                self.stopped(os.WSTOPSIG(st))
+                st = None
+            self.status = st
+            return st
+        if not block and not _readable(self.c.r_final):
+            return None
+        rec = self.records.next()
+        if rec is not None and rec[0] == "stop":
+            self.stopped(rec[1])
+            return None
+        st = _reap(self.pid)  # pid 1 exits right after its last record
+        # without a record pid 1 was killed: its own status tells how
+        self.status = st if rec is None else rec[1]
+        return self.status
+
+    def stopped(self, sig: int) -> None:
+        pty = self.c.pty
+        if pty is not None:
+            pty.suspend()
+        own = sig if sig in (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU) \
+            else _signal.SIGSTOP
+        os.kill(os.getpid(), own)
+        # continued (fg/bg): the workload goes on too
+        if pty is not None:
+            pty.resume()
+        try:
+            os.kill(self.pid, _signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def _readable(fd) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 def _record_failure(rec) -> str:
     if rec is None:
         return "the sandbox setup process died before reporting (see messages above)"
@@ -351,15 +440,6 @@ def _record_failure(rec) -> str:
         _, stage, plugin, text = rec
         return StageFailure(stage, plugin, text).line()
     return f"unexpected record from the sandbox setup process: {rec!r}"
-
-
-def _read_all(fd) -> bytes:
-    data = b""
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return data
-        data += chunk
 
 
 _REAPED: dict = {}
@@ -593,18 +673,21 @@ def _guard_pid1() -> None:
 
 def _init(ctx, c) -> None:
     """pid 1 of the sandbox's pid namespace: fork the workload, forward signals to it, reap
-    every orphan, and exit with the workload's status (its raw status goes up the final pipe).
-    Its parent is the supervisor now (directly, or by adoption after the hand-over), so its
-    death signal is bound to the supervisor: when secrun dies, pid 1 dies, and the kernel kills
-    every process of the namespace.  Never returns."""
+    every orphan, report the workload's stops and finally its raw status up the final pipe,
+    and exit with it.  Its parent is the supervisor now (directly, or by adoption after the
+    hand-over), so its death signal is bound to the supervisor: when secrun dies, pid 1 dies,
+    and the kernel kills every process of the namespace.  Never returns."""
+    ctx.stage, ctx.plugin = "init", "core"
     w_status, w_final = c.w_status, c.w_final
     _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
     if _supervisor_gone(c):
         os._exit(EXIT_FAILED)
+    _send(w_status, ("init",))
     # Signals that arrive around the fork stay pending (blocked) instead of hitting
     # _abort_setup: the workload gets them with their default action once it unblocks them,
     # the init forwards them once its handlers are in place.
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+    relayed = FORWARDED + (_signal.SIGCONT,)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, relayed)
     me = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -617,29 +700,31 @@ def _init(ctx, c) -> None:
         os.close(c.pty.slave)
 
     # The workload has a session and a terminal of its own: what its terminal's keys send
-    # reaches it directly, what the supervisor forwards reaches it through here.
+    # reaches it directly, what the supervisor forwards (and SIGCONT after a reflected stop)
+    # reaches it through here.
     def forward(sig, frame):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
 
-    for s in FORWARDED:
+    for s in relayed:
         _signal.signal(s, forward)
-    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, relayed)
     status = 0
     while True:
         try:
-            wpid, st = os.waitpid(-1, 0)
+            wpid, st = os.waitpid(-1, os.WUNTRACED)
         except ChildProcessError:
             break
-        if wpid == pid:
-            status = st
-            break
-    try:
-        os.write(w_final, marshal.dumps(status))
-    except OSError:
-        pass
+        if wpid != pid:
+            continue
+        if os.WIFSTOPPED(st):
+            _try_send(w_final, ("stop", os.WSTOPSIG(st)))
+            continue
+        status = st
+        break
+    _try_send(w_final, ("exit", status))
     if os.WIFSIGNALED(status):
         os._exit(128 + os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)

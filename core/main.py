@@ -95,7 +95,7 @@ def parse_launch(argv: list) -> LaunchOptions:
     return opts
 
 
-def launch(argv: list) -> int:
+def launch(argv: list, sup=None) -> int:
     # A launch allocates little and lives briefly (the supervisor then only waits): no cyclic
     # garbage collection, whose passes would otherwise land at random points of the setup.
     import gc
@@ -108,6 +108,9 @@ def launch(argv: list) -> int:
         raise SecrunError("no program given (usage: secrun [--profile NAME] [--] PROGRAM "
                           "[ARGS...]; see secrun --help)")
     profiles = opts.profiles or ["default"]
+    if opts.command[0] == "":
+        sys.stderr.write("secrun: '': No such file or directory\n")
+        return 127
     plan = _plan.get(profiles, opts.sets, opts.plugins, use_cache=not opts.no_cache)
     if opts.dry_run:
         from .report import print_plan
@@ -116,7 +119,7 @@ def launch(argv: list) -> int:
         return 0
     from .launch import run
 
-    return run(plan, opts.command, opts.verbose, tty=opts.tty)
+    return run(plan, opts.command, opts.verbose, tty=opts.tty, sup=sup)
 
 
 def _isolate(argv: list) -> None:
@@ -132,6 +135,15 @@ def _isolate(argv: list) -> None:
         os.execv(sys.executable, [sys.executable, "-I", "-m", "secrun", *argv])
 
 
+def _release_signals() -> None:
+    """Deliver the signals the launcher held (see deps/secrun-launcher.in)."""
+    import _signal
+
+    from .launch import FORWARDED
+
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+
+
 def main(argv=None) -> int:
     """The ``secrun`` command.  Called with ``argv`` it returns the exit status; as the console
     script (no ``argv``) a launch ends the process itself, see below."""
@@ -139,12 +151,22 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if as_command:
         _isolate(argv)
+    sup = None
     try:
         if not argv or argv[0] in SUBCOMMANDS or argv[0] in HELP:
+            _release_signals()
             from .cli import run_cli
 
             return run_cli(argv)
-        code = launch(argv)
+        if as_command:
+            # From here on a forwarded signal is recorded, and acted on at the next step of
+            # the launch: before the fork it ends secrun with 128+N, nothing run.
+            from .launch import Supervisor
+
+            sup = Supervisor()
+            sup.install()
+            _release_signals()
+        code = launch(argv, sup)
     except SecrunError as e:
         sys.stderr.write(f"secrun: error: {e}\n")
         return e.exit_code

@@ -83,13 +83,29 @@ class Pty:
             pass
 
     def start(self) -> None:
-        """After fork, in the supervisor: raw mode on the user's terminal, only while secrun is
-        its foreground (a background secrun must not touch it)."""
+        """After fork, in the supervisor: raw mode on the user's terminal, and the window size
+        passed on when it changes."""
         import _signal
 
         os.close(self.slave)
+        self.resume()
+        if self.user is not None:
+            _signal.signal(_signal.SIGWINCH, self.resize)
+
+    def suspend(self) -> None:
+        """The user's terminal as it was (secrun stops, or ends)."""
+        if self.saved is not None:
+            try:
+                self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
+            except self.termios.error:
+                pass
+            self.saved = None
+
+    def resume(self) -> None:
+        """Raw mode on the user's terminal, only while secrun is its foreground (a background
+        secrun must not touch it)."""
         termios = self.termios
-        if self.user == 0 and _foreground(0):
+        if self.saved is None and self.user == 0 and _foreground(0):
             try:
                 self.saved = termios.tcgetattr(0)
                 raw = termios.tcgetattr(0)
@@ -103,13 +119,13 @@ class Pty:
                 termios.tcsetattr(0, termios.TCSADRAIN, raw)
             except termios.error:
                 self.saved = None
-        if self.user is not None:
-            _signal.signal(_signal.SIGWINCH, self.resize)
+        self.resize()
 
-    def relay(self, exited):
-        """Copy between the caller's streams and the pty until ``exited()`` returns the
-        workload's wait status (it is polled whenever a signal arrives, SIGCHLD included), then
-        copy what the workload left in the pty.  Runs in the supervisor's only thread: a
+    def relay(self, waiter):
+        """Copy between the caller's streams and the pty until the workload ended (``waiter``,
+        see :class:`secrun.launch._Waiter`, is asked whenever a signal arrives, SIGCHLD
+        included, or one of its descriptors is readable); its wait status.  Then copy what the
+        workload left in the pty.  Runs in the supervisor's only thread: a
         thread cannot be started once secrun has made a pid namespace for its child."""
         import _signal
         import select
@@ -118,11 +134,11 @@ class Pty:
         _signal.signal(_signal.SIGCHLD, _noop)
         old_wake = _signal.set_wakeup_fd(w_wake)
         out = next((fd for fd in (1, 2, 0) if os.isatty(fd)), 1)
-        inputs = [self.master, r_wake]
+        inputs = [self.master, r_wake, *waiter.fds()]
         if self.user == 0 or 0 in self.targets:
             inputs.append(0)
         try:
-            status = exited()
+            status = waiter.step()
             while status is None:
                 try:
                     ready = select.select(inputs, [], [])[0]
@@ -144,7 +160,7 @@ class Pty:
                         # end of input: the terminal's end-of-file character, as typed
                         cc = self.termios.tcgetattr(self.master)[6]
                         _write_all(self.master, cc[self.termios.VEOF])
-                status = exited()
+                status = waiter.step()
             # what the workload wrote before it ended is still in the pty
             while self.master in inputs and select.select([self.master], [], [], 0.02)[0]:
                 if not self._copy_out(out):
@@ -170,12 +186,7 @@ class Pty:
 
     def finish(self) -> None:
         """Give the user their terminal back as it was."""
-        if self.saved is not None:
-            try:
-                self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
-            except self.termios.error:
-                pass
-            self.saved = None
+        self.suspend()
         os.close(self.master)
 
 

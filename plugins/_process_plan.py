@@ -78,6 +78,14 @@ def compile_plan(cfg) -> dict:
                               f"limit ({_RLIM_T})")
         limits.append((getattr(resource, "RLIMIT_" + name.upper()), _packed(soft, hard),
                        name))
+    for name, value in cfg["env_set"].items():
+        if not name or "=" in name or "\0" in name:
+            raise ConfigError("process", "env_set", f"{name!r} is not a variable name (it "
+                              f"must be non-empty, without '=' or NUL)")
+        if "\0" in value:
+            raise ConfigError("process", "env_set", f"{name}: the value contains a NUL")
+    if "\0" in cfg["cwd"]:
+        raise ConfigError("process", "cwd", "the path contains a NUL")
     allow = cfg["env_allow"]
     return {
         "rlimits": limits,
