@@ -17,16 +17,18 @@ from secrun.plugins.cgroups import (
     SECTION,
     Layout,
     detect,
+    group_name_kind,
     human,
     kill_v1_dir,
     kill_v2_dir,
+    open_dir,
     parent_dir,
+    procs,
     rmdir_tree,
+    try_lock,
     v1_shares,
 )
 from secrun.schema import Field, Section
-
-NAME_PATTERN = r"^secrun-(\d+)-([0-9a-f]{8})$"  # what cgroups.new_name() makes
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _SIZE_PATTERN = r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$"
@@ -249,22 +251,14 @@ def audit(ctx):
 
 
 # --- secrun cgroups gc / list ------------------------------------------------------------------
-
-def orphaned(pid: int) -> bool:
-    """Whether the secrun that created ``secrun-<pid>-...`` is gone (or its pid now belongs to
-    a program that is not secrun)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    except OSError:
-        return False
-    return b"secrun" not in cmd
-
+# A group's liveness is its lock (see plugins/cgroups.py): the supervisor holds flock(LOCK_EX) on
+# each of its group directories until it has removed them.  gc takes the lock itself, without
+# waiting, before it kills or removes anything, and holds it until the group is gone, so a
+# secrun that is making a group of that name at the same moment notices and makes another.
 
 def find_groups(layout=None):
-    """Every ``secrun-<pid>-<hex>`` group in every mounted hierarchy: [(path, pid)]."""
+    """Every ``secrun-<pid>-<hex>`` group in every mounted hierarchy: [(path, kind)], kind
+    "locked" (liveness is its lock) or "legacy" (made by a secrun before the lock)."""
     layout = layout or detect()
     mounts = {m for m, _ in layout.v1.values()}
     if layout.v2:
@@ -274,41 +268,102 @@ def find_groups(layout=None):
         for root, dirs, _files in os.walk(mnt):
             keep = []
             for d in dirs:
-                m = re.match(NAME_PATTERN, d)
-                if m:
-                    found.append((os.path.join(root, d), int(m.group(1))))
+                kind = group_name_kind(d)
+                if kind:
+                    found.append((os.path.join(root, d), kind))
                 else:
                     keep.append(d)
             dirs[:] = keep
     return found
 
 
+def _empty(path) -> bool:
+    """No process in the group and no group below it."""
+    try:
+        with os.scandir(path) as it:
+            if any(e.is_dir(follow_symlinks=False) for e in it):
+                return False
+    except OSError:
+        return False
+    return not procs(path)
+
+
+def state(path, kind) -> str:
+    """A group's state for ``secrun cgroups list``: in use, orphaned, or for a legacy group
+    "legacy, empty" or "legacy, in use or orphaned" (its liveness cannot be told)."""
+    if kind == "legacy":
+        return "legacy, empty" if _empty(path) else "legacy, in use or orphaned"
+    try:
+        fd = open_dir(path)
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "in use"  # cannot look: count it as alive
+    try:
+        return "orphaned" if try_lock(fd) else "in use"
+    except OSError:
+        return "in use"
+    finally:
+        os.close(fd)
+
+
 def gc(dry_run=False, echo=print) -> int:
-    """Kill the processes left in orphaned groups and remove the groups; returns the count."""
+    """Kill the processes left in orphaned groups and remove the groups; returns the count.
+    A group whose lock is held (its secrun is alive, in whatever pid namespace) is left alone;
+    a legacy group (made before the lock) is removed only when it is empty."""
     layout = detect()
     v2mnt = layout.v2[0] if layout.v2 else None
     n = 0
     failed = []
+    legacy_busy = []
     groups = find_groups(layout)
     # v2 groups first (cgroup.kill takes a whole tree at once), then the v1 freezer's (freeze
     # and kill), then the other v1 hierarchies, by then normally empty.
     groups.sort(key=lambda g: (not (v2mnt and g[0].startswith(v2mnt.rstrip("/") + "/")),
                                "/freezer/" not in g[0]))
-    for path, pid in groups:
-        if not orphaned(pid):
+    for path, kind in groups:
+        if kind == "legacy":
+            if not _empty(path):
+                legacy_busy.append(path)
+                continue
+            n += 1
+            if dry_run:
+                echo(f"would remove {path}")
+                continue
+            try:
+                os.rmdir(path)
+                echo(f"removed {path}")
+            except FileNotFoundError:
+                pass
+            except OSError:
+                legacy_busy.append(path)
+                n -= 1
             continue
-        n += 1
-        if dry_run:
-            echo(f"would remove {path}")
-            continue
-        is_v2 = v2mnt is not None and (path + "/").startswith(v2mnt.rstrip("/") + "/")
-        kill = (lambda p=path: kill_v2_dir(p)) if is_v2 else (lambda p=path: kill_v1_dir(p))
         try:
-            kill()
-            rmdir_tree(path, kill=kill)
-            echo(f"removed {path}")
-        except OSError as e:
-            failed.append(f"{path}: {os.strerror(e.errno or 0)}")
+            fd = open_dir(path)
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+        try:
+            if not try_lock(fd):
+                continue  # its secrun is alive
+            n += 1
+            if dry_run:
+                echo(f"would remove {path}")
+                continue
+            is_v2 = v2mnt is not None and (path + "/").startswith(v2mnt.rstrip("/") + "/")
+            kill = (lambda p=path: kill_v2_dir(p)) if is_v2 else (lambda p=path: kill_v1_dir(p))
+            try:
+                kill()
+                rmdir_tree(path, kill=kill)
+                echo(f"removed {path}")
+            except OSError as e:
+                failed.append(f"{path}: {os.strerror(e.errno or 0)}")
+        finally:
+            os.close(fd)  # after the rmdir: the lock covered the whole removal
+    for path in legacy_busy:
+        echo(f"left alone {path}: made by a secrun without the run lock, and not empty, so "
+             f"whether its secrun is alive cannot be told; kill what runs in it "
+             f"({os.path.join(path, 'cgroup.procs')}) and run gc again")
     if failed:
         raise SetupError("secrun cgroups gc", "could not remove " + "; ".join(failed))
     return n
@@ -325,13 +380,14 @@ def register_commands(cli):
     @click.option("--dry-run", "-n", is_flag=True, help="list what would be removed")
     def gc_cmd(dry_run):
         """Remove groups left behind by a secrun that was killed (SIGKILL): kill what still
-        runs in them and remove them.  A group is left alone while its secrun (the pid in its
-        name, secrun-<pid>-<hex>) is alive."""
+        runs in them and remove them.  A running secrun holds a lock on each of its groups
+        (flock on the group directory) until it has removed them; a group whose lock is
+        held is left alone, whatever pid namespace its secrun runs in."""
         n = gc(dry_run=dry_run, echo=click.echo)
         click.echo(f"{n} orphaned group(s) {'found' if dry_run else 'removed'}")
 
     @cgroups_cmd.command("list")
     def list_cmd():
         """List every secrun group and whether its secrun is still running."""
-        for path, pid in find_groups():
-            click.echo(f"{path}  {'orphaned' if orphaned(pid) else 'in use by pid %d' % pid}")
+        for path, kind in find_groups():
+            click.echo(f"{path}  {state(path, kind)}")

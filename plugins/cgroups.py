@@ -15,8 +15,13 @@ Layouts, detected at run time from ``/proc/self/mountinfo`` and ``/proc/self/cgr
   tree tracks the run, so ``cgroup.kill`` removes the whole process tree at cleanup.
 
 Both managers have the same interface (:class:`Manager`): ``create``, ``apply``, ``add_task``,
-``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<8 hex>``, so ``gc`` can tell
-a group whose secrun is gone.
+``kill``, ``remove``, ``stats``.  Groups are named ``secrun-<pid>-<12 hex>``; the pid is only
+informative (it is namespace-local when secrun runs in a pid namespace).  Whether a run is alive
+is told by a lock: the supervisor holds an exclusive ``flock`` on each of its group directories
+from right after ``mkdir`` until it has removed them, so the lock is free exactly when the
+supervisor is gone (see :func:`make_group`).  ``secrun cgroups gc`` kills and removes any
+group whose lock is free.  Groups named ``secrun-<pid>-<8 hex>`` were made by a secrun before
+the lock existed: gc removes them only when empty.
 
 Every launch imports this module, so it holds the three stages and what they need, and nothing
 else: the profile schema, unit parsing, planning, the audit rows and the ``secrun cgroups``
@@ -26,6 +31,7 @@ a launch ~0.1 ms of import machinery.  Files are read and written with ``os.open
 a text-mode ``open()`` costs ~80 µs more per file.
 """
 
+import fcntl  # built into the interpreter; the namespaces plugin loads it on a launch anyway
 import os
 import sys
 import time
@@ -324,6 +330,114 @@ def sigkill_all(pids) -> None:
             pass
 
 
+# --- the run's lock on its groups ------------------------------------------------------------
+# A group directory locked with flock(LOCK_EX) belongs to a live supervisor.  The lock lives as
+# long as the open file description: the supervisor's fd is O_CLOEXEC (never reaches an exec'd
+# program) and is closed in every child right after fork (``_close_locks_in_child``), so the
+# lock is released exactly when the supervisor exits or is killed, whatever pid namespace it
+# runs in.  An ordinary user can open a group directory (0755) and hold its lock too: that only
+# makes a dead run's group look alive (it is kept), never a live one dead.
+
+_LOCKS: dict = {}  # group directory -> fd holding its lock (in the supervisor)
+_HEX = frozenset("0123456789abcdef")
+LOCK_WAIT = 0.5  # seconds a new group's lock may be held by gc before it is given up
+
+
+def _close_locks_in_child() -> None:
+    for fd in _LOCKS.values():
+        try:
+            os.close(fd)  # the parent's reference keeps the lock
+        except OSError:
+            pass
+    _LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
+def group_name_kind(name: str):
+    """What a group name says: ``locked`` for ``secrun-<pid>-<12 hex>``, ``legacy`` for
+    ``secrun-<pid>-<8 hex>`` (made before the lock), None for any other name."""
+    parts = name.split("-")
+    if len(parts) != 3 or parts[0] != "secrun" or not parts[1].isdigit() \
+            or not _HEX.issuperset(parts[2]):
+        return None
+    return {12: "locked", 8: "legacy"}.get(len(parts[2]))
+
+
+def open_dir(d) -> int:
+    return os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def try_lock(fd) -> bool:
+    """Take the exclusive lock on an open group directory without waiting."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _same_dir(d, fd) -> bool:
+    try:
+        a, b = os.stat(d), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def make_group(d) -> str:
+    """Create group directory ``d`` and take its lock, held until :func:`unlock`; returns the
+    directory made (another name in the same parent if ``d`` had to be given up).
+
+    Between ``mkdir`` and ``flock`` the new group is empty and unlocked, so ``secrun cgroups gc``
+    may lock and remove it.  So the lock is taken without waiting forever, and
+    then the path must still be the directory locked; otherwise the group is made again under
+    a new name."""
+    for _ in range(4):
+        try:
+            os.mkdir(d, 0o755)
+        except OSError as e:
+            raise err(d, OSError(e.errno, e.strerror), None, None) from None
+        try:
+            fd = open_dir(d)
+        except FileNotFoundError:
+            d = _renamed(d)  # removed by gc already
+            continue
+        try:
+            locked = try_lock(fd) or wait_until(lambda fd=fd: try_lock(fd), timeout=LOCK_WAIT)
+            if locked and _same_dir(d, fd):
+                _LOCKS[d] = fd
+                return d
+        except BaseException:
+            os.close(fd)
+            _rmdir_quietly(d)
+            raise
+        os.close(fd)
+        if not locked:  # held past gc's moment by another process: give the name up
+            _rmdir_quietly(d)
+        d = _renamed(d)
+    raise SetupError(d, "the run's group was removed or locked by another process as soon as "
+                        "it was made, four times in a row")
+
+
+def _rmdir_quietly(d) -> None:
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
+def _renamed(d) -> str:
+    return os.path.join(os.path.dirname(d), new_name())
+
+
+def unlock(d) -> None:
+    fd = _LOCKS.pop(d, None)
+    if fd is not None:
+        os.close(fd)
+
+
 class Manager:
     """One implementation per hierarchy version.  ``dirs`` lists what it created."""
 
@@ -331,7 +445,12 @@ class Manager:
     dirs: list
 
     def create(self) -> None:
-        """Make the run's group directories (recording each in ``dirs`` as it is made)."""
+        """Make the run's group directories (recording each in ``dirs`` as it is made) and
+        take their locks (:func:`make_group`)."""
+        raise NotImplementedError
+
+    def parents(self) -> list:
+        """The directories the run's groups are made in."""
         raise NotImplementedError
 
     def apply(self, plan, ctx) -> list:
@@ -416,14 +535,19 @@ class V1Manager(Manager):
         self.dirs: list = []
 
     def create(self) -> None:
-        for _c, d in self.dirs_by.items():
+        for c in list(self.dirs_by):
+            d = self.dirs_by[c]
             if d in self.dirs:
                 continue
-            try:
-                os.mkdir(d, 0o755)
-            except OSError as e:
-                raise err(d, OSError(e.errno, e.strerror), None, None) from None
-            self.dirs.append(d)
+            made = make_group(d)
+            self.dirs.append(made)
+            if made != d:  # given up to gc: every controller sharing it moves along
+                for k, v in self.dirs_by.items():
+                    if v == d:
+                        self.dirs_by[k] = made
+
+    def parents(self) -> list:
+        return sorted({os.path.dirname(d) for d in self.dirs_by.values()})
 
     def apply(self, plan, ctx) -> list:
         limits = _Limits(ctx, self.dirs_by.get)
@@ -481,6 +605,8 @@ class V1Manager(Manager):
                 remove_group(d, kill=lambda d=d: kill_v1_dir(d, freezer=False))
             except OSError as e:
                 error = error or e
+            else:
+                unlock(d)
         if error:
             raise error
 
@@ -559,11 +685,11 @@ class V2Manager(Manager):
     def create(self) -> None:
         if self.controllers:
             self._enable(self.parent)
-        try:
-            os.mkdir(self.dir, 0o755)
-        except OSError as e:
-            raise err(self.dir, OSError(e.errno, e.strerror), None, None) from None
+        self.dir = make_group(self.dir)
         self.dirs.append(self.dir)
+
+    def parents(self) -> list:
+        return [self.parent]
 
     def _enable(self, parent):
         path = os.path.join(parent, "cgroup.subtree_control")
@@ -632,12 +758,14 @@ class V2Manager(Manager):
             except OSError:
                 return False  # busy: members left, or a group made below it
             self.dirs = []
+            unlock(self.dir)
         return True
 
     def remove(self) -> None:
         if self.dirs:
             remove_group(self.dir, kill=lambda: kill_v2_dir(self.dir))
             self.dirs = []
+            unlock(self.dir)
 
     def stats(self, full=True) -> dict:
         d = self.dir
@@ -708,7 +836,9 @@ def _freeze_and_kill(d) -> None:
 # --- which manager carries what ---------------------------------------------------------------
 
 def new_name() -> str:
-    return f"secrun-{os.getpid()}-{os.urandom(4).hex()}"
+    """``secrun-<pid>-<12 hex>``: the 12 hex digits (not the 8 of groups made before the lock)
+    tell gc that the group's liveness is its lock."""
+    return f"secrun-{os.getpid()}-{os.urandom(6).hex()}"
 
 
 def managers_for(layout: Layout, plan: dict, name: str):

@@ -177,3 +177,19 @@ def test_parent_with_processes_is_refused_clearly(write_profile, delegated):
 
 def test_tracking_only_group_kills_leftovers(write_profile):
     case_tracking_only_group_kills_leftovers(write_profile)
+
+
+# --- liveness by the run's lock, leftovers of a killed secrun (tests/test_cgroups_gc.py) --------
+
+@pytest.mark.parametrize("ns_pid", [1, 2])
+def test_gc_keeps_a_live_run_in_a_pid_namespace(write_profile, ns_pid):
+    from test_cgroups_gc import case_gc_keeps_a_live_run_in_a_pid_namespace
+
+    case_gc_keeps_a_live_run_in_a_pid_namespace(write_profile, ns_pid)
+
+
+@pytest.mark.parametrize("by", ["gc"])
+def test_killed_supervisor_leftovers_removed(write_profile, by):
+    from test_cgroups_gc import case_killed_supervisor_leftovers_removed
+
+    case_killed_supervisor_leftovers_removed(write_profile, by)
