@@ -19,7 +19,8 @@ Both managers have the same interface (:class:`Manager`): ``create``, ``apply``,
 informative (it is namespace-local when secrun runs in a pid namespace).  Whether a run is alive
 is told by a lock: the supervisor holds an exclusive ``flock`` on each of its group directories
 from right after ``mkdir`` until it has removed them, so the lock is free exactly when the
-supervisor is gone (see :func:`make_group`).  ``secrun cgroups gc`` kills and removes any
+supervisor is gone (see :func:`make_group`).  ``prepare`` removes the empty groups whose lock is
+free next to the run's own (:func:`sweep`), and ``secrun cgroups gc`` kills and removes any
 group whose lock is free.  Groups named ``secrun-<pid>-<8 hex>`` were made by a secrun before
 the lock existed: gc removes them only when empty.
 
@@ -340,7 +341,7 @@ def sigkill_all(pids) -> None:
 
 _LOCKS: dict = {}  # group directory -> fd holding its lock (in the supervisor)
 _HEX = frozenset("0123456789abcdef")
-LOCK_WAIT = 0.5  # seconds a new group's lock may be held by gc before it is given up
+LOCK_WAIT = 0.5  # seconds a new group's lock may be held by a sweep before it is given up
 
 
 def _close_locks_in_child() -> None:
@@ -390,8 +391,8 @@ def make_group(d) -> str:
     """Create group directory ``d`` and take its lock, held until :func:`unlock`; returns the
     directory made (another name in the same parent if ``d`` had to be given up).
 
-    Between ``mkdir`` and ``flock`` the new group is empty and unlocked, so ``secrun cgroups gc``
-    may lock and remove it.  So the lock is taken without waiting forever, and
+    Between ``mkdir`` and ``flock`` the new group is empty and unlocked, so a sweep of another
+    secrun (or gc) may lock and remove it.  So the lock is taken without waiting forever, and
     then the path must still be the directory locked; otherwise the group is made again under
     a new name."""
     for _ in range(4):
@@ -402,7 +403,7 @@ def make_group(d) -> str:
         try:
             fd = open_dir(d)
         except FileNotFoundError:
-            d = _renamed(d)  # removed by gc already
+            d = _renamed(d)  # removed by a sweep already
             continue
         try:
             locked = try_lock(fd) or wait_until(lambda fd=fd: try_lock(fd), timeout=LOCK_WAIT)
@@ -414,7 +415,7 @@ def make_group(d) -> str:
             _rmdir_quietly(d)
             raise
         os.close(fd)
-        if not locked:  # held past gc's moment by another process: give the name up
+        if not locked:  # held past a sweep's moment by another process: give the name up
             _rmdir_quietly(d)
         d = _renamed(d)
     raise SetupError(d, "the run's group was removed or locked by another process as soon as "
@@ -436,6 +437,39 @@ def unlock(d) -> None:
     fd = _LOCKS.pop(d, None)
     if fd is not None:
         os.close(fd)
+
+
+def sweep(parents) -> list:
+    """Remove the leftover groups of dead runs in ``parents`` (the directories this run's
+    groups are made in): every ``secrun-<pid>-<12 hex>`` whose lock is free and that the
+    kernel lets go of at once (no process in it, no group below it).  A group that still
+    holds something is left for ``secrun cgroups gc``, which kills.  Returns what was removed.
+    Costs one directory listing per hierarchy when there is nothing to remove."""
+    removed = []
+    for parent in parents:
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            # cheap tests first: the parent also lists control files and legacy groups
+            if name[-13:-12] != "-" or not name.startswith("secrun-") \
+                    or group_name_kind(name) != "locked":
+                continue
+            d = os.path.join(parent, name)
+            try:
+                fd = open_dir(d)
+            except OSError:
+                continue
+            try:
+                if try_lock(fd):
+                    os.rmdir(d)
+                    removed.append(d)
+            except OSError:
+                pass  # busy: processes or groups left in it
+            finally:
+                os.close(fd)
+    return removed
 
 
 class Manager:
@@ -541,7 +575,7 @@ class V1Manager(Manager):
                 continue
             made = make_group(d)
             self.dirs.append(made)
-            if made != d:  # given up to gc: every controller sharing it moves along
+            if made != d:  # given up to a sweep: every controller sharing it moves along
                 for k, v in self.dirs_by.items():
                     if v == d:
                         self.dirs_by[k] = made
@@ -894,6 +928,8 @@ def secrun_prepare(ctx):
         if ctx.required(SECTION):
             raise SetupError(f"cgroup {c} controller", text)
         ctx.warn(text)
+    # Leftovers of dead runs next to ours (a supervisor that was SIGKILLed cannot clean up).
+    sweep({p for m in mgrs for p in m.parents()})
     for m in mgrs:
         st["managers"].append(m)  # recorded first: cleanup removes whatever was created
         m.create()

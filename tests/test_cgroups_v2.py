@@ -188,7 +188,7 @@ def test_gc_keeps_a_live_run_in_a_pid_namespace(write_profile, ns_pid):
     case_gc_keeps_a_live_run_in_a_pid_namespace(write_profile, ns_pid)
 
 
-@pytest.mark.parametrize("by", ["gc"])
+@pytest.mark.parametrize("by", ["launch", "gc"])
 def test_killed_supervisor_leftovers_removed(write_profile, by):
     from test_cgroups_gc import case_killed_supervisor_leftovers_removed
 
