@@ -10,9 +10,11 @@ How the view is built, and why in this order:
 1. Propagation of every mount is made private (``MS_REC|MS_PRIVATE`` on /), first, so nothing
    done below can propagate back to the host's mount namespace.
 2. Everything that names a *host* path is opened before anything is covered: a recursive clone
-   of the root (``open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)``), one clone per bind source and for
-   the working directory, O_PATH handles on the host's device nodes.  From here on nothing is
-   looked up by host path, so a mount made later cannot change what a bind source means.
+   of the root (``open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)``), one clone per bind source, O_PATH
+   handles on the host's device nodes.  From here on nothing is looked up by host path, so a
+   mount made later cannot change what a bind source means.  The working directory is never
+   looked up by path at all: its clone is of the process's own working directory (``"."``),
+   checked against the device and inode the supervisor recorded in ``prepare``.
 3. The root clone gets its flags in one ``mount_setattr(AT_RECURSIVE)``: read-only applies to
    every submount too, atomically, before the tree is attached anywhere.
 4. The clone is attached on a staging directory (``/tmp`` of the host, in this private mount
@@ -20,9 +22,12 @@ How the view is built, and why in this order:
    ``openat2(RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS)`` relative to the clone's root: a symlink or
    ``..`` that would leave the root fails with EXDEV, and the launch is refused.  Mounts attach
    to the opened O_PATH descriptor (``move_mount(MOVE_MOUNT_T_EMPTY_PATH)``), never to a path
-   looked up again, so the checked place is the place mounted on.
+   looked up again, so the checked place is the place mounted on.  The plan lists the mounts
+   parents before children, so a mount below another one always ends up on top of it.
 5. ``pivot_root(".", ".")`` inside the clone, then ``umount2(".", MNT_DETACH)`` detaches the old
-   root, staging mount included: no path leads back to the host's tree.
+   root, staging mount included: no path leads back to the host's tree.  The working directory
+   is entered by its path in the view (no symlink followed) only if it is the recorded
+   directory.
 
 System calls go straight to ``syscall(2)`` with arguments that need no conversion (bytes,
 Python ints for the kernel's ``int`` parameters, prebuilt ``c_long``/``c_size_t`` for the
@@ -35,7 +40,7 @@ import os
 import sys
 from stat import S_ISDIR
 
-from secrun.errors import SetupError
+from secrun.errors import SetupError, describe_oserror
 from secrun.kernel import libc
 
 _syscall = libc.syscall  # restype c_long (secrun.kernel)
@@ -60,6 +65,7 @@ AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 ST_RDONLY = 1
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 O_PATH = os.O_PATH | os.O_CLOEXEC
 # open_tree(OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH), without and with AT_RECURSIVE
@@ -77,6 +83,10 @@ _BO = sys.byteorder
 # struct open_how {flags, mode, resolve} for every destination lookup
 _HOW = O_PATH.to_bytes(8, _BO) + bytes(8) + (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS).to_bytes(
     8, _BO)
+# the working directory's destination and the final chdir: a directory, no symlink at all on
+# the way (its path is the one getcwd() gave, which has none unless changed since)
+_HOW_DIR = (O_PATH | os.O_DIRECTORY).to_bytes(8, _BO) + bytes(8) + (
+    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS).to_bytes(8, _BO)
 _HOW_SIZE = ctypes.c_size_t(24)
 _ATTR_SIZE = ctypes.c_size_t(32)
 
@@ -88,6 +98,7 @@ def mount_attr(set_, clr):
 
 
 _A_RDONLY = mount_attr(RDONLY, 0)
+_KERNEL_FS = RDONLY | NOSUID | NODEV | NOEXEC  # the fresh sysfs and the cgroup mounts on it
 _A_DEV = mount_attr(NOSUID | NOEXEC, 0)  # the minimal /dev and what is mounted in it
 
 DEV_NODES = (b"null", b"zero", b"full", b"random", b"urandom", b"tty")
@@ -274,14 +285,34 @@ def _staging():
     raise SetupError("staging directory", f"none of {', '.join(STAGING)} is a directory")
 
 
-def build_view(ctx, plan):
+def prepare(plan):
+    """The supervisor's ``prepare`` stage, before fork: pin the working directory.
+
+    ``.`` is opened once (``O_PATH``): the descriptor keeps the directory's inode alive, so its
+    device and inode numbers name that directory and no other for the whole launch.  The child
+    never looks the working directory up by its path to decide what to mount: the bind source
+    is the child's own working directory (inherited, moved into the new mount namespace by
+    ``unshare``, compared with these numbers), and the final ``chdir`` inside the view is
+    checked against them.  (A descriptor of the host's mount namespace cannot itself be cloned
+    from the new one, ``open_tree`` refuses it, and must never become the working directory
+    inside the view: that would put the workload outside the view's mount tree.)
+    Returns the state the other stages read."""
+    fd = os.open(".", O_PATH | os.O_DIRECTORY)
+    st = os.fstat(fd)
+    state = {"cwd_fd": fd, "cwd_id": (st.st_dev, st.st_ino)}
+    if plan["cgroup"] is not None:
+        state["cgroup"] = cgroup_state()
+    return state
+
+
+def build_view(ctx, plan, state):
     """The ``mounts`` stage: build the view described by ``plan`` and pivot_root into it."""
     if _mount(None, b"/", None, MS_REC_PRIVATE, None) == -1:
         _fail("mount(/, MS_REC|MS_PRIVATE)")
     ops = plan["ops"]
     root = plan["root"]
     home = os.open(".", O_PATH)
-    fds = [home]
+    fds = [home, state["cwd_fd"]]
     try:
         # 2. every host path, before anything is covered
         rootm = _syscall(_OPEN_TREE, AT_FDCWD, plan["root_b"], CLONE_PATH_REC)
@@ -291,24 +322,26 @@ def build_view(ctx, plan):
         sources = {}
         for i, op in enumerate(ops):
             kind = op[0]
-            if kind == "bind" or kind == "cwd":
-                src = op[1]
-                if kind == "cwd" and src == "/":
-                    ctx.warn("filesystem: writable_cwd: the working directory is / (the whole "
-                             "root would become writable): it stays read-only")
-                    continue
+            if kind == "bind":
                 mfd = _syscall(_OPEN_TREE, AT_FDCWD, op[2], CLONE_PATH_REC)
-                if mfd == -1 and kind == "cwd" and not op[4]:
-                    # visible_cwd is a convenience, not a control: a working directory the
-                    # sandbox's identity cannot reach (e.g. a user namespace's ids under a
-                    # 0700 home) stays out of the view, as said below after pivot_root
-                    continue
                 if mfd == -1:
-                    _fail(f"open_tree({src})")
-                fds.append(mfd)
-                # the clone's root is the source and it carries the source mount's flags
-                sources[i] = (mfd, S_ISDIR(os.fstat(mfd).st_mode),
-                              bool(os.fstatvfs(mfd).f_flag & ST_RDONLY))
+                    _fail(f"open_tree({op[1]})")
+            elif kind == "cwd":
+                # the process's own working directory: not a path lookup, nothing to swap
+                mfd = _syscall(_OPEN_TREE, AT_FDCWD, b".", CLONE_PATH_REC)
+                if mfd == -1:
+                    _fail(f"open_tree(the working directory {op[1]})")
+                st = os.fstat(mfd)
+                if (st.st_dev, st.st_ino) != state["cwd_id"]:
+                    os.close(mfd)
+                    raise SetupError(f"working directory {op[1]}",
+                                     "is not the directory secrun was started in: refused")
+            else:
+                continue
+            fds.append(mfd)
+            # the clone's root is the source and it carries the source mount's flags
+            sources[i] = (mfd, S_ISDIR(os.fstat(mfd).st_mode),
+                          bool(os.fstatvfs(mfd).f_flag & ST_RDONLY))
         host_dev = {}
         for name in plan["host_dev"]:
             try:
@@ -338,16 +371,41 @@ def build_view(ctx, plan):
         if _umount2(b".", MNT_DETACH) == -1:
             _fail("umount2(old root, MNT_DETACH)")
         os.chdir("/")
-        try:
-            os.chdir(ctx.cwd)
-        except OSError:
-            # not in the view: start in / (said only for the host's root, where it is a
-            # surprise: hidden or covered by a tmpfs)
-            if not root:
-                ctx.report(f"the working directory {ctx.cwd} is not in the filesystem view "
-                           f"(hidden or covered): the workload starts in /")
+        _enter_cwd(ctx, plan, state["cwd_id"])
     finally:
         _close_all(fds)
+
+
+def _enter_cwd(ctx, plan, cwd_id):
+    """Inside the view: make the working directory secrun's own, if the view shows it.
+
+    Looked up by its path in the view without following any symlink, and entered only if it
+    is the very directory secrun was started in (device and inode); the descriptor entered is
+    one of the view's.  Otherwise the workload stays in /: a launch whose working directory
+    was bound read-write fails instead (it was swapped while secrun started)."""
+    mode, rel, _warning = plan["cwd"]
+    if mode == "hidden":
+        return  # covered: said once, in prepare
+    fd = _syscall(_OPENAT2, AT_FDCWD, rel or b".", _HOW_DIR, _HOW_SIZE)
+    if fd == -1:
+        err = _get_errno()
+        why = ("a symlink on its path in the view" if err == errno.ELOOP else
+               f"{os.strerror(err)} ({errno.errorcode.get(err, err)}) in the view")
+    else:
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == cwd_id:
+                os.fchdir(fd)
+                return
+        finally:
+            os.close(fd)
+        why = "another directory at its path in the view"
+    if mode == "bind":
+        raise SetupError(f"working directory {ctx.cwd}",
+                         f"{why} (changed while secrun started?): refused")
+    if not plan["root"]:
+        ctx.warn(f"filesystem: the working directory {ctx.cwd} cannot be entered: {why}: the "
+                 f"workload starts in /")
 
 
 def _build(ctx, view, ops, sources, host_dev):
@@ -400,28 +458,37 @@ def _build(ctx, view, ops, sources, host_dev):
                 fd = view.ensure(dst, rel, True)
             attach(mfd, fd, dst)
         elif kind == "bind" or kind == "cwd":
-            if i not in sources:
-                continue
             mfd, is_dir, host_ro = sources[i]
             if kind == "bind":
                 _, src, _, dst, rel, set_, clr = op
+                dstfd = view.ensure(dst, rel, is_dir)
             else:
-                _, src, _, rel, writable = op
-                dst = src
-                set_, clr = (NOSUID | NODEV, RDONLY) if writable else (
-                    RDONLY | NOSUID | NODEV, 0)
+                # the working directory, read-write: at its path in the view with no symlink
+                # on the way (never redirected elsewhere in the view)
+                _, src, rel = op
+                dst, set_, clr = src, NOSUID | NODEV, RDONLY
+                dstfd = _syscall(_OPENAT2, view.rootfd, rel, _HOW_DIR, _HOW_SIZE)
+                if dstfd == -1:
+                    err = _get_errno()
+                    raise SetupError(f"working directory {src}",
+                                     f"cannot be bound at its path in the view "
+                                     f"({errno.errorcode.get(err, err)}: a symlink on the way, "
+                                     f"changed while secrun started?): refused")
+                fds.append(dstfd)
             if host_ro:
                 # "rw" never makes writable what the host itself mounts read-only
                 clr &= ~RDONLY
             if set_ or clr:
                 set_attr(mfd, mount_attr(set_, clr), AT_EMPTY_PATH | AT_RECURSIVE, dst)
-            attach(mfd, view.ensure(dst, rel, is_dir), f"{src} on {dst}")
+            attach(mfd, dstfd, f"{src} on {dst}")
         elif kind == "proc":
             fd = view.top("/proc", b"proc")
             attach(view.new(b"proc", (), NOSUID | NODEV | NOEXEC, "/proc", ours=False), fd,
                    "/proc")
         elif kind == "dev":
             _dev(view, host_dev)
+        elif kind == "sys":
+            _sys(ctx, view)
         else:
             raise SetupError("filesystem plan", f"unknown operation {kind!r} (stale plan?)")
     for mfd, dst in hidden:
@@ -456,11 +523,105 @@ def _dev(view, host_dev):
     attach(shm, _subdir(dev, "shm", fds), "/dev/shm")
 
 
-def _subdir(dirfd, name, fds):
+def _sys(ctx, view):
+    """A fresh sysfs on /sys, read-only: it shows the network namespace of the process that
+    mounts it (this one, in the sandbox's), so /sys/class/net lists the sandbox's interfaces,
+    and none of the host's submounts (cgroup trees, debugfs, tracefs, securityfs...) come
+    along.  Where the kernel refuses it (a user namespace that does not own the network
+    namespace), /sys is an empty read-only tmpfs instead."""
+    fd = view.top("/sys", b"sys")
+    try:
+        mfd = view.new(b"sysfs", (), _KERNEL_FS, "/sys", ours=False)
+    except OSError as e:
+        ctx.warn(f"filesystem: no sysfs of the sandbox's network namespace "
+                 f"({describe_oserror(e)}): /sys is an empty read-only tmpfs")
+        mfd = view.new(b"tmpfs", _DEV_FS, _KERNEL_FS, "/sys", ours=False)
+    attach(mfd, fd, "/sys")
+
+
+# --- /sys/fs/cgroup (stage hostname, after the cgroup namespace is made) ----------------------
+
+def cgroup_paths():
+    """{controllers key: path} from /proc/self/cgroup (the key as in ``plan["cgroup"]``)."""
+    own = {}
+    fd = os.open(b"/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+    finally:
+        os.close(fd)
+    for line in data.decode().splitlines():
+        _hid, ctrls, path = line.split(":", 2)
+        own[",".join(sorted(ctrls.split(","))) if ctrls else ""] = path
+    return own
+
+
+def cgroup_state():
+    """Supervisor, in ``prepare``: secrun's own cgroup namespace and cgroups.  The child's
+    groups (read in ``hostname`` before the cgroup namespace is made, once the supervisor has
+    attached it) are compared with these: a hierarchy in which the child is still in secrun's
+    group is not the sandbox's own, and is never shown."""
+    try:
+        return {"ns": os.stat("/proc/self/ns/cgroup").st_ino, "secrun": cgroup_paths()}
+    except (OSError, ValueError):
+        return None  # nothing to compare with: nothing is shown
+
+
+def mount_cgroups(ctx, layout, cg):
+    """Child, stage ``rlimits``, inside the view and the cgroup namespace made in ``hostname``:
+    on the fresh sysfs's /sys/fs/cgroup, the host's hierarchies mounted again from inside the
+    sandbox's cgroup namespace, read-only, each showing only the sandbox's own group (the
+    namespace's root) and what is created below it.  Only the hierarchies in which the sandbox
+    has a group of its own (``cg["sandbox"]`` differs from ``cg["secrun"]``) are mounted: in
+    the others the namespace's root would be secrun's group, or the whole hierarchy.  Without
+    a cgroup namespace of its own nothing is mounted: /sys/fs/cgroup stays sysfs's empty
+    directory.  With cgroup v1 the hierarchies sit on a small read-only tmpfs, as on the
+    host."""
+    mine = cg.get("sandbox")
+    if mine is None or os.stat("/proc/self/ns/cgroup").st_ino == cg["ns"]:
+        return
+    theirs = cg["secrun"]
+    wanted = [m for m in layout["mounts"]
+              if mine.get(m[3]) is not None and mine[m[3]] != theirs.get(m[3])]
+    if not wanted:
+        return
+    fds: list = []
+    try:
+        rootfd = os.open("/", O_PATH | os.O_DIRECTORY)  # the view's root (cwd is the workload's)
+        fds.append(rootfd)
+        top = _syscall(_OPENAT2, rootfd, b"sys/fs/cgroup", _HOW_DIR, _HOW_SIZE)
+        if top == -1:
+            return  # /sys masked (no sysfs could be mounted): nothing to show it on
+        fds.append(top)
+        tmp = None
+        if not layout["v2"]:
+            tmp = new_fs(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, "/sys/fs/cgroup", fds)
+            attach(tmp, top, "/sys/fs/cgroup")
+        try:
+            for name, fstype, options, _key, _point in wanted:
+                what = f"/sys/fs/cgroup/{name.decode()}"
+                try:
+                    mfd = new_fs(fstype, options, _KERNEL_FS, what, fds)
+                    attach(mfd, top if tmp is None else _subdir(tmp, name, fds,
+                                                                "/sys/fs/cgroup"), what)
+                except OSError as e:
+                    # showing less is never a risk: the launch goes on without this one
+                    ctx.log(f"filesystem: {what} not shown: {describe_oserror(e)}")
+            if tmp is not None:
+                for name, target in layout["links"]:
+                    os.symlink(target, name, dir_fd=tmp)
+        finally:
+            if tmp is not None:
+                set_attr(tmp, _A_RDONLY, AT_EMPTY_PATH, "/sys/fs/cgroup")
+    finally:
+        _close_all(fds)
+
+
+def _subdir(dirfd, name, fds, top="/dev"):
     try:
         os.mkdir(name, 0o755, dir_fd=dirfd)
         fd = os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
     except OSError as e:
-        raise OSError(e.errno, e.strerror, f"create mount point /dev/{name}") from None
+        raise OSError(e.errno, e.strerror,
+                      f"create mount point {top}/{os.fsdecode(name)}") from None
     fds.append(fd)
     return fd
