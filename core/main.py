@@ -122,17 +122,25 @@ def launch(argv: list, sup=None) -> int:
     return run(plan, opts.command, opts.verbose, tty=opts.tty, sup=sup)
 
 
+# Variables through which the interpreter would run or load code that is not secrun's.
+_UNSAFE_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE",
+                      "PYTHONINSPECT", "PYTHONPLATLIBDIR", "PYTHONWARNINGS", "PYTHONBREAKPOINT",
+                      "PYTHONEXECUTABLE", "PYTHONPYCACHEPREFIX", "PYTHONSAFEPATH")
+
+
 def _isolate(argv: list) -> None:
     """A privileged secrun never honours the caller's Python environment.  The installed
-    console script starts the interpreter with ``-I`` (see the Makefile's ``launcher``); where
-    another installer wrote a script without it and secrun runs as root (or set-id) with
-    PYTHON* variables set, secrun starts itself again isolated before doing anything."""
+    command starts the interpreter with ``-IS`` (see deps/secrun-launcher.in); where another
+    installer wrote a console script without it and secrun runs as root (or set-id) with a
+    variable that loads code set, secrun starts itself again isolated before doing anything
+    else (keeping its ``-X`` options)."""
     import os
 
     if sys.flags.isolated or (os.geteuid() != 0 and os.getuid() == os.geteuid()):
         return
-    if any(k.startswith("PYTHON") for k in os.environ):
-        os.execv(sys.executable, [sys.executable, "-I", "-m", "secrun", *argv])
+    if any(k in os.environ for k in _UNSAFE_PYTHON_ENV):
+        xopts = [f"-X{k}" if v is True else f"-X{k}={v}" for k, v in sys._xoptions.items()]
+        os.execv(sys.executable, [sys.executable, "-I", *xopts, "-m", "secrun", *argv])
 
 
 def _release_signals() -> None:
