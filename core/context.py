@@ -4,9 +4,22 @@ import os
 import sys
 from time import perf_counter
 
+from .errors import SecrunError
+
 # When secrun started (close enough: this module is imported first thing on every launch);
 # -v prefixes each line with the milliseconds since then.
 T0 = perf_counter()
+
+
+def working_directory() -> str:
+    """os.getcwd(), or the one-line error a removed (or unreachable) working directory gets:
+    every relative path, the plan cache's key and the sandbox's view depend on it."""
+    try:
+        return os.getcwd()
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else str(e)
+        raise SecrunError(f"the working directory is gone or unreachable (getcwd: {why}): "
+                          f"change to an existing directory") from None
 
 
 class Context:
@@ -34,7 +47,7 @@ class Context:
         self.state = {}
         self.argv = list(argv)
         self.env = dict(os.environ) if env is None else env
-        self.cwd = os.getcwd()
+        self.cwd = working_directory()
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.pid = None

@@ -4,6 +4,13 @@ Plugins raise :class:`ConfigError` from ``secrun_compile`` for a bad profile val
 adds the file the value came from) and :class:`SetupError` from a stage hook for a control that
 could not be applied (the core adds the stage and the plugin).  Any other exception from a hook
 is reported the same way, with its type.
+
+Every message is printed as exactly one line: :class:`SecrunError` escapes line breaks and
+every other character a terminal would not print as itself (a profile value or a file name
+with a newline or an escape sequence in it cannot add lines or drive the terminal), and
+:func:`shown` keeps a long value quoted in a message short.
+
+This module is imported on every launch: no imports at module level.
 """
 
 EXIT_FAILED = 125
@@ -11,10 +18,40 @@ EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (line breaks, NUL, escape sequences, bidi
+    controls, ...) written as its Python escape, so it prints as one inert line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters with the full length
+    said (a 5,000-digit number or a megabyte string is not worth printing whole)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
+        # (not str(value): Python refuses to write out more than 4,300 digits)
+        sign = "a negative" if value < 0 else "a"
+        return f"{sign} number of about {value.bit_length() * 3 // 10} digits"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, (list, dict)):
+        size = f"{len(value)} items"
+    elif isinstance(value, bytes):
+        size = f"{len(value)} bytes"
+    else:
+        size = f"{len(value) if isinstance(value, str) else len(text)} characters"
+    return f"{text[:limit - 3]}... ({size})"
+
+
 class SecrunError(Exception):
     """secrun failed before the workload ran; the message is printed as one line."""
 
     exit_code = EXIT_FAILED
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class ProfileError(SecrunError):

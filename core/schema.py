@@ -6,6 +6,8 @@ Types are written as Python values: ``bool``, ``int``, ``float``, ``str``, ``[st
 strings), ``{str: int}`` (a table), ``(str, int)`` (either), ``object`` (anything TOML can say).
 """
 
+from .errors import shown
+
 # Every section gets this field from the core: whether failing to apply the section's controls
 # stops the launch (the default: fail closed) or is reported and tolerated (best-effort).
 REQUIRED_HELP = ("true: if a control of this section cannot be applied the workload never runs "
@@ -88,3 +90,37 @@ def conforms(value, spec) -> bool:
     if spec is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, spec)
+
+
+# --- numbers written as text --------------------------------------------------------------------
+# Ids, sizes and counts given as strings ("65534", "512M", "cap_12") take ASCII digits only:
+# str.isdigit() and int() also accept other scripts' digits ("٠", Arabic-Indic zero, is 0 to
+# int()) and superscripts ("²" is a digit to isdigit() but not to int()), so a value could
+# display as one thing and act as another.  And a value is checked against the largest the
+# kernel can hold before it is converted (int() refuses more than 4,300 digits; the kernel
+# wraps or truncates what does not fit).
+
+UID_MAX = (1 << 32) - 2  # (uid_t)-1 means "unchanged" to the set*id calls: it is no id
+U64_MAX = (1 << 64) - 1
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII decimal digits, nothing else."""
+    return text.isascii() and text.isdigit()
+
+
+def parse_digits(text: str, maximum: int) -> int:
+    """The value of a string of ASCII digits; ValueError (with a one-line reason) when
+    ``text`` is not one, or when its value is above ``maximum``."""
+    if not is_digits(text):
+        raise ValueError(f"{shown(text)} is not a number (ASCII digits 0-9)")
+    significant = text.lstrip("0") or "0"
+    if len(significant) > len(str(maximum)) or int(significant) > maximum:
+        raise ValueError(f"{shown(text)} is above the largest value allowed, {maximum}")
+    return int(significant)
+
+
+def check_range(value: int, minimum: int, maximum: int) -> None:
+    """ValueError unless ``minimum <= value <= maximum`` (for a ``Field.check``)."""
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{shown(value)} is out of range ({minimum} .. {maximum})")
