@@ -16,7 +16,8 @@ import re
 import stat
 import tomllib
 
-from .errors import ProfileError
+from .context import working_directory
+from .errors import ProfileError, shown
 from .schema import conforms, type_name
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
@@ -62,7 +63,7 @@ def is_path(ref: str) -> bool:
 def resolve(ref: str, base_dir: str | None = None, probed: list | None = None) -> tuple[str, str]:
     """Profile name or path -> (path, source label).  ``probed`` collects every path looked at."""
     if is_path(ref):
-        path = ref if ref.startswith("/") else os.path.join(base_dir or os.getcwd(), ref)
+        path = ref if ref.startswith("/") else os.path.join(base_dir or working_directory(), ref)
         path = os.path.normpath(path)
         if probed is not None:
             probed.append(path)
@@ -109,20 +110,65 @@ def check_safe(path: str) -> None:
         d = os.path.dirname(d)
 
 
+# A profile is a few levels deep (section, table value, list); anything much deeper is not a
+# profile, and every later step (type checks, merging, printing, the cache) would recurse on it.
+MAX_DEPTH = 32
+
+
+def _parse(path: str, raw: bytes) -> dict:
+    """TOML bytes -> data, every failure a ProfileError naming the file (and the line)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ProfileError(f"profile {path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at line "
+                           f"{line} (TOML files are UTF-8)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"profile {path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ProfileError(f"profile {path}: invalid TOML: nested too deeply "
+                           f"(a profile has at most {MAX_DEPTH} levels)") from None
+    except ValueError:
+        # tomllib's int() of a number with more than 4,300 digits
+        m = re.search(r"[0-9][0-9_]{4299,}", text)
+        at = f" at line {text.count(chr(10), 0, m.start()) + 1}" if m else ""
+        raise ProfileError(f"profile {path}: invalid TOML: a number with more than 4300 "
+                           f"digits{at}") from None
+
+
+def _too_deep(data: dict) -> str | None:
+    """The dotted key of the first value nested more than MAX_DEPTH levels, or None."""
+    stack = [(data, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return where
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else k, depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
+
+
 def read(path: str, name: str, source: str) -> RawProfile:
     check_safe(path)
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"profile {path}: invalid TOML: {e}") from None
+            raw = f.read()
     except OSError as e:
         raise ProfileError(f"profile {path}: {e.strerror}") from None
+    data = _parse(path, raw)
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ProfileError(f"profile {path}: {shown(deep)}: nested more than {MAX_DEPTH} "
+                           f"levels deep")
     for key, value in data.items():
         if isinstance(value, dict):
             continue
         if key not in TOP_LEVEL:
-            raise ProfileError(f"profile {path}: unknown top-level key {key!r} "
+            raise ProfileError(f"profile {path}: unknown top-level key {shown(key)} "
                                f"(allowed: {', '.join(TOP_LEVEL)}, and [section] tables)")
         if not conforms(value, TOP_LEVEL[key]):
             raise ProfileError(f"profile {path}: {key}: expected {type_name(TOP_LEVEL[key])}, "
@@ -133,26 +179,47 @@ def read(path: str, name: str, source: str) -> RawProfile:
 def load_chain(refs: list[str], probed: list | None = None) -> list[RawProfile]:
     """Resolve profiles and their ``extends``, depth first, into merge order.
 
-    Each file is merged once, at its first position; a cycle is an error naming the chain."""
+    Each file is merged once, at its first position; a cycle is an error naming the chain.
+    Iterative (an explicit stack, not recursion), so a chain of any length is resolved or
+    refused with one line, never a RecursionError."""
     order: list[RawProfile] = []
     seen: set[str] = set()
+    # The files being resolved, innermost last: [profile, path, parents still to visit] each;
+    # `chain` is their paths, `on_chain` the same as a set.
+    stack: list = []
+    chain: list[str] = []
+    on_chain: set[str] = set()
 
-    def visit(ref: str, base_dir: str | None, chain: list[str]):
-        path, source = resolve(ref, base_dir, probed)
-        if path in chain:
+    def enter(ref: str, base_dir: str | None, child: str | None) -> None:
+        try:
+            path, source = resolve(ref, base_dir, probed)
+        except ProfileError as e:
+            if child is None:
+                raise
+            raise ProfileError(f"profile {child}: extends: {e}") from None
+        if path in on_chain:
             names = " -> ".join(chain[chain.index(path):] + [path])
             raise ProfileError(f"profile extends cycle: {names}")
         if path in seen:
             return
         prof = read(path, ref, source)
         ext = prof.data.get("extends", [])
-        for parent in [ext] if isinstance(ext, str) else ext:
-            visit(parent, os.path.dirname(path), chain + [path])
-        seen.add(path)
-        order.append(prof)
+        stack.append([prof, path, list(reversed([ext] if isinstance(ext, str) else ext))])
+        chain.append(path)
+        on_chain.add(path)
 
     for ref in refs:
-        visit(ref, None, [])
+        enter(ref, None, None)
+        while stack:
+            prof, path, parents = stack[-1]
+            if parents:
+                enter(parents.pop(), os.path.dirname(path), path)
+                continue
+            stack.pop()
+            chain.pop()
+            on_chain.discard(path)
+            seen.add(path)
+            order.append(prof)
     return order
 
 
@@ -173,24 +240,44 @@ def _tname(v) -> str:
     return type(v).__name__
 
 
+def _name(key: str) -> str:
+    """A section or key name for a message: as it is when it looks like one, else quoted."""
+    if key and len(key) <= 40 and key.isascii() and key.replace("_", "a").replace(
+            "-", "a").isalnum():
+        return key
+    return shown(key)
+
+
+def _edited(org: str, origin: str) -> str:
+    return origin if org == BUILTIN_DEFAULT else f"{org} + {origin}"
+
+
 def _apply(config, origins, schema, section, key, value, origin, where, op="="):
-    """Apply one profile value to the effective config, validating it against the schema."""
+    """Apply one profile value to the effective config, validating it against the schema.
+
+    ``op`` is ``=`` (set; a ``{add, remove}`` table edits a list) or, from ``--set``, ``+=``
+    / ``-=``, which edit a list and are an error for any other field."""
     sec = schema.get(section)
     if sec is None:
-        raise ProfileError(f"{where}: unknown section [{section}] "
+        raise ProfileError(f"{where}: unknown section [{_name(section)}] "
                            f"(known: {', '.join(sorted(schema)) or 'none'})")
     field = sec.fields.get(key)
     if field is None:
-        raise ProfileError(f"{where}: unknown key [{section}].{key} "
+        raise ProfileError(f"{where}: unknown key [{section}].{_name(key)} "
                            f"(known: {', '.join(sorted(sec.fields))})")
     cfg = config.setdefault(section, sec.defaults())
     org = origins.setdefault(section, {k: BUILTIN_DEFAULT for k in sec.fields})
     label = f"{where}: [{section}].{key}"
+    if op != "=":
+        if not field.is_list:
+            raise ProfileError(f"{label}: {op} edits a list, and this value is not one "
+                               f"({type_name(field.type)}): use = to set it")
+        value = {"add" if op == "+=" else "remove": value if isinstance(value, list) else [value]}
     if field.is_list and isinstance(value, dict):
         extra = set(value) - {"add", "remove"}
         if extra:
             raise ProfileError(f"{label}: a list edit takes only 'add' and 'remove', "
-                               f"not {', '.join(sorted(extra))}")
+                               f"not {', '.join(_name(k) for k in sorted(extra))}")
         add, remove = value.get("add", []), value.get("remove", [])
         for part, items in (("add", add), ("remove", remove)):
             if not conforms(items, field.type):
@@ -198,24 +285,17 @@ def _apply(config, origins, schema, section, key, value, origin, where, op="="):
                                    f"got {_tname(items)}")
         new = [x for x in cfg[key] if x not in remove] + [
             x for x in add if x not in cfg[key] and x not in remove]
-        org[key] = origin if org[key] == BUILTIN_DEFAULT else f"{org[key]} + {origin}"
+        org[key] = _edited(org[key], origin)
         _check(field, new, label)
         cfg[key] = new
-        return
-    if op in ("+=", "-=") and field.is_list:
-        _apply(config, origins, schema, section, key,
-               {"add" if op == "+=" else "remove": value if isinstance(value, list) else [value]},
-               origin, where)
         return
     if not conforms(value, field.type):
         raise ProfileError(f"{label}: expected {type_name(field.type)}, got {_tname(value)}")
     if field.is_table and isinstance(cfg.get(key), dict):
         value = {**cfg[key], **value}
-        org[key] = origin if org[key] == BUILTIN_DEFAULT else f"{org[key]} + {origin}"
+        org[key] = _edited(org[key], origin)
     else:
         org[key] = origin
-    if isinstance(value, float) and field.type is float:
-        pass
     _check(field, value, label)
     cfg[key] = value
 
@@ -225,13 +305,16 @@ def _check(field, value, label):
         vals = value if isinstance(value, list) else [value]
         bad = [v for v in vals if v not in field.choices]
         if bad:
-            raise ProfileError(f"{label}: {bad[0]!r} is not one of "
+            raise ProfileError(f"{label}: {shown(bad[0])} is not one of "
                                f"{', '.join(map(str, field.choices))}")
     if field.check is not None:
         try:
             field.check(value)
         except ValueError as e:
             raise ProfileError(f"{label}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a check's bug is still one line, not a traceback
+            raise ProfileError(f"{label}: the value could not be checked ({type(e).__name__}: "
+                               f"{e}: a bug in the plugin that owns the section)") from None
 
 
 def merge(chain: list[RawProfile], schema: dict, sets=()) -> tuple[dict, dict]:
@@ -253,24 +336,41 @@ def merge(chain: list[RawProfile], schema: dict, sets=()) -> tuple[dict, dict]:
                        f"{prof.path}", f"profile {prof.path}")
     for item in sets:
         section, key, op, value = parse_set(item)
+        shown_item = item if len(item) <= 100 else item[:97] + "..."
         _apply(config, origins, schema, section, key, value, COMMAND_LINE,
-               f"--set {item}", op)
+               f"--set {shown_item}", op)
     return config, origins
+
+
+# SECTION.KEY then the operator: names are lowercase words joined by '_' or '-', and never end
+# with '-', so the '-' of '-=' is the operator's (S.K-=V), not part of the key.
+_SET_RE = re.compile(r"([a-z0-9_]+(?:-[a-z0-9_]+)*)\.([a-z0-9_]+(?:-[a-z0-9_]+)*)"
+                     r"\s*(\+=|-=|=)(.*)\Z", re.S | re.ASCII)
 
 
 def parse_set(item: str):
     """'section.key=value' (or +=, -= for lists) -> (section, key, op, value).
 
     The value is read as a TOML value when it is one (true, 12, [..], "..") and as a plain
-    string otherwise, so ``--set cgroups.memory_max=512M`` needs no quoting."""
-    m = re.match(r"([a-z0-9_-]+)\.([a-z0-9_-]+)\s*(\+=|-=|=)(.*)\Z", item, re.S)
+    string otherwise, so ``--set cgroups.memory_max=512M`` needs no quoting.  Only a whole
+    value counts: ``1\nx = 2`` is not the TOML value 1 but the string it is."""
+    m = _SET_RE.match(item)
     if not m:
-        raise ProfileError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        raise ProfileError(f"--set {shown(item)}: expected SECTION.KEY=VALUE "
+                           f"(or SECTION.KEY+=VALUE / SECTION.KEY-=VALUE to edit a list)")
     section, key, op, raw = m.groups()
+    value = raw
     try:
-        value = tomllib.loads("v = " + raw)["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
+        doc = tomllib.loads("v = " + raw)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        pass  # not a TOML value (ValueError: a number of more than 4,300 digits)
+    else:
+        if list(doc) == ["v"]:
+            value = doc["v"]
+    deep = _too_deep({"v": value})
+    if deep is not None:
+        raise ProfileError(f"--set {shown(item)}: the value is nested more than {MAX_DEPTH} "
+                           f"levels deep")
     return section, key, op, value
 
 
