@@ -7,9 +7,9 @@ loads it; the stage code (capget/capset/prctl) stays in that module.
 
 import os
 
-from secrun.errors import ConfigError
+from secrun.errors import ConfigError, shown
 from secrun.plugins.capabilities import NAMES, SECTION, cap_name, hexmask, names_of
-from secrun.schema import Field, Section
+from secrun.schema import Field, Section, is_digits, parse_digits
 
 NUMBERS = {n: i for i, n in enumerate(NAMES)}
 
@@ -65,16 +65,20 @@ def parse_names(values, last: int, key: str) -> tuple[bool, int]:
                 everything = True
                 continue
             bare = text[4:] if text.startswith("cap_") else text
-            if bare.isdigit():
-                num = int(bare)
-            elif bare in NUMBERS:
+            if is_digits(bare):
+                # (ASCII digits only, and no int() of thousands of them: see secrun.schema)
+                try:
+                    num = parse_digits(bare, last)
+                except ValueError:
+                    num = last + 1  # too large: refused below
+            elif bare in NUMBERS and value.isascii():  # (the Kelvin sign lowers to "k")
                 num = NUMBERS[bare]
             else:
-                raise ConfigError(SECTION, key, f"unknown capability {value!r} (names are "
+                raise ConfigError(SECTION, key, f"unknown capability {shown(value)} (names are "
                                   f"CAP_CHOWN .. {cap_name(min(last, len(NAMES) - 1)).upper()}, "
                                   f"with or without CAP_, or cap_<n>, or \"all\")")
         if num < 0 or num > last:
-            raise ConfigError(SECTION, key, f"capability {value!r} ({num}) is not known to the "
+            raise ConfigError(SECTION, key, f"capability {shown(value)} is not known to the "
                               f"running kernel (cap_last_cap = {last})")
         mask |= 1 << num
     return everything, mask

@@ -7,11 +7,12 @@ it (nor ``pwd``/``grp``); the identity stage stays in that module.
 
 import os
 
-from secrun.errors import ConfigError
+from secrun.errors import ConfigError, shown
 from secrun.plugins.identity import SECTION
-from secrun.schema import Field, Section
+from secrun.schema import UID_MAX, Field, Section, is_digits, parse_digits
 
-MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "unchanged" to the set*id syscalls, so it is no id
+MAX_ID = UID_MAX  # (uid_t)-1 means "unchanged" to the set*id syscalls, so it is no id
+_BLANK = " \t"  # around a name or number, ignored (not str.strip()'s Unicode spaces)
 
 
 def sections():
@@ -28,19 +29,41 @@ def sections():
 
 
 def _number(value, key: str, kind: str):
-    """An id from a TOML integer or a string of digits; None for a name; errors for the rest."""
+    """An id from a TOML integer or a string of ASCII digits (an optional sign); None for a
+    name; errors for the rest.  Only ASCII digits are a number: to int() "٠" (Arabic-Indic
+    zero) is 0, which would make a value shown as a name run as root."""
     if isinstance(value, int):
         n = value
     else:
-        text = value.strip()
-        if text.lstrip("+-").isdigit():
-            n = int(text)
-        else:
+        text = value.strip(_BLANK)
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if not is_digits(digits):
             return None
+        if text.startswith("-"):
+            n = -1
+        else:
+            try:
+                n = parse_digits(digits, MAX_ID)
+            except ValueError:
+                n = MAX_ID + 1
     if n < 0 or n > MAX_ID:
-        raise ConfigError(SECTION, key, f"{kind} {value!r} is out of range "
+        raise ConfigError(SECTION, key, f"{kind} {shown(value)} is out of range "
                           f"(0 .. {MAX_ID}; negative ids do not exist)")
     return n
+
+
+def _lookup(getnam, name: str, key: str, what: str):
+    """``getnam`` (pwd.getpwnam or grp.getgrnam) of a name; ConfigError when there is none."""
+    try:
+        if "\0" in name:
+            raise KeyError(name)  # (Python's lookups raise ValueError for it)
+        return getnam(name)
+    except KeyError:
+        db = "user database, /etc/passwd" if what == "user" else "group database, /etc/group"
+        hint = ("; a number is written in ASCII digits 0-9" if any(
+            c.isnumeric() and not c.isascii() for c in name) else "")
+        raise ConfigError(SECTION, key, f"unknown {what} {shown(name)} (not in the "
+                          f"{db}{hint})") from None
 
 
 def resolve(cfg: dict, depends_on=lambda path: None) -> dict:
@@ -55,11 +78,7 @@ def resolve(cfg: dict, depends_on=lambda path: None) -> dict:
         uid = _number(cfg["uid"], "uid", "uid")
         depends_on("/etc/passwd")
         if uid is None:
-            try:
-                entry = pwd.getpwnam(cfg["uid"].strip())
-            except KeyError:
-                raise ConfigError(SECTION, "uid", f"unknown user {cfg['uid']!r} "
-                                  f"(not in the user database, /etc/passwd)") from None
+            entry = _lookup(pwd.getpwnam, cfg["uid"].strip(_BLANK), "uid", "user")
             uid = entry.pw_uid
         else:
             try:
@@ -72,11 +91,7 @@ def resolve(cfg: dict, depends_on=lambda path: None) -> dict:
         gid = _number(cfg["gid"], "gid", "gid")
         depends_on("/etc/group")
         if gid is None:
-            try:
-                gid = grp.getgrnam(cfg["gid"].strip()).gr_gid
-            except KeyError:
-                raise ConfigError(SECTION, "gid", f"unknown group {cfg['gid']!r} "
-                                  f"(not in the group database, /etc/group)") from None
+            gid = _lookup(grp.getgrnam, cfg["gid"].strip(_BLANK), "gid", "group").gr_gid
     elif uid is not None:
         # A uid without a gid runs with that user's primary group: keeping secrun's own gid
         # (often 0) would leave the workload root's group.
@@ -95,11 +110,7 @@ def resolve(cfg: dict, depends_on=lambda path: None) -> dict:
         n = _number(g, "groups", "group")
         if n is None:
             depends_on("/etc/group")
-            try:
-                n = grp.getgrnam(g.strip()).gr_gid
-            except KeyError:
-                raise ConfigError(SECTION, "groups", f"unknown group {g!r} "
-                                  f"(not in the group database, /etc/group)") from None
+            n = _lookup(grp.getgrnam, g.strip(_BLANK), "groups", "group").gr_gid
         if n not in groups:
             groups.append(n)
     return {"uid": uid, "gid": gid, "groups": groups, "user": user, "group": group}

@@ -19,7 +19,7 @@ from secrun.plugins.namespaces import (
     SECTION,
     _wants_user,
 )
-from secrun.schema import Field, Section
+from secrun.schema import Field, Section, check_range
 
 # The order of the namespaces created in the `namespaces` stage (the user namespace already
 # exists: it is the `user_namespace` stage).  (profile key, /proc/self/ns name, flag, why here)
@@ -47,6 +47,12 @@ NET_MODES = ("host", "none")  # later: "veth", "user" (user-mode networking)
 USER_MAPS = ("self", "root", "range")
 HOST_NAME_MAX = 64
 ID_MAX = (1 << 32) - 1  # (uid_t)-1 is never a valid id
+
+
+def _check_id_count(v):
+    # Only 1 .. 2^32-2 can be a start or a size of an id map; the "range" mapping checks the
+    # two together when it is used.
+    check_range(v, 1, ID_MAX - 1)
 
 
 def _check_user(v):
@@ -82,8 +88,10 @@ def sections():
               "\"root\" (uid/gid 0), or \"range\" (as root only: inside ids 0..range_size-1 are "
               "host ids range_start..; the workload becomes the namespace's root, an "
               "unprivileged host uid)", choices=USER_MAPS),
-        Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping"),
-        Field("range_size", int, 65536, "number of uids/gids of the \"range\" mapping"),
+        Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping",
+              check=_check_id_count),
+        Field("range_size", int, 65536, "number of uids/gids of the \"range\" mapping",
+              check=_check_id_count),
         Field("mount", bool, False, "a mount namespace (propagation to the host cut at once)"),
         Field("pid", bool, False,
               "a pid namespace; secrun keeps a minimal init as its pid 1 (forwards signals, "
