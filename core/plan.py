@@ -48,8 +48,8 @@ OpenSSL module costs ~17 ms) and hashing the plan (~70 µs for 26 KB).
 import os
 
 from . import __version__
-from .context import Context
-from .errors import ConfigError, ProfileError
+from .context import Context, working_directory
+from .errors import ConfigError, ProfileError, SecrunError
 
 # A dependency whose ctime is this close to the build's start (or later) may have changed after
 # its content was read: the kernel stamps ctime from its coarse clock, up to one tick (4 ms at
@@ -75,9 +75,21 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
             fn(ctx=ctx)
         except ConfigError as e:
             origin = origins.get(e.section, {}).get(e.key or "", "")
-            where = f"profile {origin}" if origin and origin not in (
-                profiles.COMMAND_LINE, profiles.BUILTIN_DEFAULT) else (origin or "profile")
-            raise ProfileError(f"{where}: {e}") from None
+            raise ProfileError(f"{_where(origin, profiles)}: {e}") from None
+        except SecrunError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a plugin's bug is one line too, not a traceback
+            # A value the plugin's checks let through and its planning then choked on: name
+            # the section and the files that set it, and say whose bug it is.
+            sections = [s for s in plugins.info[plugin].sections if s in config] or ["?"]
+            origin = ", ".join(dict.fromkeys(
+                f for o in origins.get(sections[0], {}).values() for f in o.split(" + ")
+                if f != profiles.BUILTIN_DEFAULT))
+            text = f"{type(e).__name__}: {e}"
+            raise ProfileError(
+                f"{_where(origin, profiles)}: [{sections[0]}]: the {plugin} plugin could not "
+                f"plan this section ({text[:200]}): a bug in that plugin, please report it"
+            ) from None
     dispatch = plugins.dispatch(active, config)
     files = [p.path for p in chain] + probed + plugins.files() + ctx.deps
     return {
@@ -92,6 +104,13 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         "profiles": [(p.name, p.path, p.source) for p in chain],
         "deps": [(f, _ident(f)) for f in dict.fromkeys(files)],
     }
+
+
+def _where(origin: str, profiles) -> str:
+    """'profile FILE' for the origin of a value, or 'command line' / 'profile'."""
+    if origin and origin not in (profiles.COMMAND_LINE, profiles.BUILTIN_DEFAULT):
+        return f"profile {origin}"
+    return origin or "profile"
 
 
 def _ident(path):
@@ -136,7 +155,7 @@ def _boot_id() -> str:
 def cache_key(profile_refs, sets, extra_plugins) -> str:
     env = os.environ
     return repr((__version__, tuple(profile_refs), tuple(sets), tuple(extra_plugins),
-                 os.getcwd(), os.getuid(), os.getgid(), os.geteuid(),
+                 working_directory(), os.getuid(), os.getgid(), os.geteuid(),
                  env.get("SECRUN_PROFILE_PATH"), env.get("XDG_CONFIG_HOME"), env.get("HOME"),
                  _boot_id()))
 
