@@ -138,6 +138,22 @@ def plan_rows(plan: dict, argv=()) -> tuple[list, list, dict]:
     return rows, loaded, residuals
 
 
+def cached_plan_state(plan: dict, profiles, sets, plugins) -> str:
+    """What a launch with these arguments, from this directory, would take from the plan
+    cache: ``"fresh"`` (the plan just compiled), ``"stale"`` (another policy) or ``"none"``
+    (no valid entry: it compiles afresh)."""
+    from . import plan as _plan
+
+    try:
+        cached = _plan.load_cached(_plan.cache_key(profiles, sets, plugins))
+    except Exception:  # noqa: BLE001 - an unreadable cache is a miss for a launch too
+        return "none"
+    if cached is None:
+        return "none"
+    same = all(cached.get(k) == plan.get(k) for k in ("config", "plan", "dispatch", "active"))
+    return "fresh" if same else "stale"
+
+
 def core_rows() -> list:
     """What the core itself promises for every launch (:mod:`secrun.launch`), checked live like
     the plugins' rows.  Not scored: no profile can turn them off."""
@@ -154,6 +170,8 @@ def core_rows() -> list:
             "along)", {"proc.pdeathsig": "SIGKILL"}),
         row("signals", "default dispositions and an empty signal mask at exec",
             {"proc.sig_ignored": "none", "proc.sig_blocked": "none"}),
+        row("plan cache", "a launch from here takes this plan, or compiles it afresh",
+            {"plan.cache": "fresh|none"}),
     ]
 
 
@@ -722,6 +740,7 @@ def _audit_profile(profiles, sets, plugins, command, live, python, threshold) ->
                             threshold=threshold)
     paths = [f[len("mount:"):] for r in rows for f in r["expect"] if f.startswith("mount:")]
     facts, notes = run_live(profiles, sets, plugins, probe_python(python), paths=paths)
+    facts["plan.cache"] = cached_plan_state(plan, profiles, sets, plugins)
     mismatches = check_expects(rows, facts)
     return build_report("live", plan, rows, loaded, residuals, facts, notes, mismatches,
                         argv=command, threshold=threshold, pid=facts.get("_pid"),

@@ -129,7 +129,36 @@ def cgroup_facts(pid) -> dict:
         if v is not None:
             facts[f"cgroup.{name}"] = v
     facts["cgroup.dirs"] = " ".join(f"{k}={v}" for k, v in sorted(dirs.items()))
+    facts["cgroup.locked"] = group_locked(dirs)
     return facts
+
+
+def group_locked(dirs: dict) -> str:
+    """``"yes"`` when every secrun group of the process is locked by its supervisor (the lock
+    that ``secrun cgroups gc`` tells a live run by), ``"no"`` when one is free, ``"none"`` when
+    the process is in no secrun group.  The test lock is dropped at once."""
+    import fcntl
+
+    groups = sorted({d for d in dirs.values() if os.path.basename(d).startswith("secrun-")})
+    if not groups:
+        return "none"
+    for d in groups:
+        try:
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return "no"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return "no"
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return "no"
+        finally:
+            os.close(fd)
+    return "yes"
 
 
 def landlock_abi() -> str:

@@ -106,7 +106,11 @@ def secrun_audit(ctx):
     - ``lsm.apparmor``: the label from ``/proc/self/attr/apparmor/current``;
       ``lsm.selinux``: the context from ``/proc/self/attr/current``;
     - ``cgroup.<file>``: the content of that file in the workload's cgroup, e.g.
-      ``cgroup.memory.max`` or (v1) ``cgroup.memory.limit_in_bytes``;
+      ``cgroup.memory.max`` or (v1) ``cgroup.memory.limit_in_bytes``; ``cgroup.locked``:
+      ``"yes"`` when the supervisor holds the lock of each of the workload's secrun groups,
+      ``"no"``, or ``"none"`` (in no secrun group);
+    - ``plan.cache``: ``"fresh"``, ``"stale"`` or ``"none"``: what a launch with the same
+      arguments from the same directory would take from the plan cache;
     - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, probed harmlessly (``"blocked"``: refused
       with EPERM/EACCES/ENOSYS or killed before the kernel looked at the arguments); the probed
       names are listed in ``docs/audit.md``;

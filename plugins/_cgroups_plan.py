@@ -247,6 +247,14 @@ def audit(ctx):
                           "io"))
     for spec in rows_spec:
         row(*spec)
+    # The run's groups are locked by its supervisor for as long as it lives: that lock, not a
+    # pid, is how `secrun cgroups gc` and the next launch tell a live run from a leftover.
+    if where:
+        rows.append({"control": "cgroup run lock", "section": SECTION, "key": "parent",
+                     "value": "held by secrun while the run lives", "status":
+                     "enforced" if req else "best-effort", "weight": 0.0,
+                     "detail": "gc removes only groups whose lock is free",
+                     "expect": {"cgroup.locked": "yes"}})
     return rows
 
 

@@ -397,7 +397,7 @@ def test_live_audit_verifies_session_supervision_and_signals(profile, tmp_path):
     assert cp.returncode in (0, 1), cp
     rep = json.loads(cp.stdout)
     core = {r["control"]: r for r in rep["controls"] if r["plugin"] == "core"}
-    assert set(core) == {"session", "supervision", "signals"}, core
+    assert set(core) == {"session", "supervision", "signals", "plan cache"}, core
     for r in core.values():
         assert r["verified"] is True, r
     facts = rep["facts"]
@@ -469,3 +469,50 @@ def test_probe_mount_facts_see_through_a_shadowing_mount(tmp_path):
     assert seen.startswith(f"{base} ") and "tmpfs" not in seen, seen
     # and the longest-prefix answer would have been the (shadowed) tmpfs
     assert probe.mount_for([(t[2], t[3], t[4], "") for t in tree], f"{base}/sub")[1] == "tmpfs"
+
+
+def test_live_audit_catches_a_stale_cached_plan(tmp_path, monkeypatch):
+    """A cache entry that would give a launch from this directory another policy than the
+    profile's (here: default's plan filed under strict's key) fails the live audit, naming
+    the plan cache row; a launch would have run under it."""
+    import json
+
+    from secrun import plan as _plan
+
+    monkeypatch.chdir(tmp_path)
+    key = _plan.cache_key(["strict"], [], [])
+    _plan.store(key, _plan.build(["default"]))
+    assert _plan.load_cached(key) is not None
+    cp = subprocess.run([SECRUN, "audit", "--live", "-p", "strict", "--format", "json"],
+                        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 2, cp
+    rep = json.loads(cp.stdout)
+    assert rep["facts"]["plan.cache"] == "stale"
+    assert any(m["control"] == "plan cache" for m in rep["mismatches"]), rep["mismatches"]
+    os.unlink(_plan._cache_file(key))
+
+
+def test_group_lock_fact(tmp_path):
+    """``cgroup.locked``: "yes" while a supervisor holds its group's lock, "no" once free."""
+    import fcntl
+
+    from secrun import audit_facts
+
+    d = tmp_path / "secrun-1-abcdef012345"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; "
+                               f"fd = os.open({str(d)!r}, os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert audit_facts.group_locked({"memory": str(d)}) == "yes"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert audit_facts.group_locked({"memory": str(d)}) == "no"
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the test lock was dropped
+    os.close(fd)
+    assert audit_facts.group_locked({"memory": "/sys/fs/cgroup/memory"}) == "none"
