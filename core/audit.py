@@ -223,8 +223,9 @@ def _find_probe(secrun_pid: int, nonce: str):
 
 # The probe's launcher: the shell reads the signal dispositions the workload started with
 # (builtins only, in the same process) and execs the probe with them.
+# (PWD: the shell would export it, and the probe counts the environment the workload gets.)
 PROBE_SHELL = ('while read -r k v; do case $k in SigIgn:) i=$v;; SigBlk:) b=$v;; esac; '
-               'done </proc/self/status; exec "$0" -I -S -c "$1" "$2" "$3" "$i" "$b"')
+               'done </proc/self/status; unset PWD; exec "$0" -I -S -c "$1" "$2" "$3" "$i" "$b"')
 
 
 def run_live(profiles, sets, extra_plugins, python, timeout=60.0,

@@ -62,6 +62,8 @@ def outside(pid: int, ref: dict, syscalls: bool = True) -> tuple[dict, list]:
     facts["id.gid"] = _map_id(proc, "gid", facts["id.gid"])
     facts["id.groups"] = " ".join(_map_id(proc, "gid", g) for g in facts["id.groups"].split())
     facts.update(cgroup_facts(pid))
+    facts.update(probe.view_facts(probe.mount_tree(proc), (), facts.get("ns.cgroup", ""),
+                                  proc=proc, root=f"{proc}/root"))
     facts["landlock.abi"] = landlock_abi()
     if syscalls:
         try:

@@ -93,14 +93,19 @@ def profiles_show(names, sets, as_json):
 @profiles.command("check")
 @click.argument("files", nargs=-1, required=True)
 def profiles_check(files):
-    """Validate profile FILES (names or paths) against the plugins' schemas."""
+    """Validate profile FILES (names or paths) against the plugins' schemas, and print what
+    the plugins note about the policy (e.g. where a working directory would not be shown)."""
     from . import plan as _plan
 
     for f in files:
         ref = f if f.startswith("/") or not f.endswith(".toml") or f.startswith("./") \
             else "./" + f
-        _plan.build([ref])
+        p = _plan.build([ref])
         click.echo(f"{f}: ok")
+        for section, data in p["plan"].items():
+            notes = data.get("notes") if isinstance(data, dict) else None
+            for note in notes or ():
+                click.echo(f"{f}: note: {note}")
 
 
 # --- plugins ----------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ def secrun_compile(ctx):
     Raise :class:`secrun.errors.ConfigError` (section, key, message) for a bad value; the error
     names the profile file the value came from.  Unknown syscall names, capability names, users,
     units belong here, so ``secrun profiles check`` and ``--dry-run`` catch them.
+
+    A plan that is a dict may carry ``"notes"``: a list of one-line strings about the policy
+    that are not errors (e.g. which working directories the view will not show);
+    ``secrun profiles check`` prints them.
     """
 
 

@@ -164,17 +164,18 @@ def mount_text(m) -> str:
     return f"{m[2]} {m[3]} {'ro' if 'ro' in m[4] else 'rw'}"
 
 
-def view_facts(tree, paths, ns_cgroup):
+def view_facts(tree, paths, ns_cgroup, proc="/proc/self", root=""):
     """``mount:PATH`` for each requested path, and what /sys shows (``fs.sys``,
-    ``fs.sys_cgroup``)."""
+    ``fs.sys_cgroup``), for the process ``proc`` whose root directory the reader sees at
+    ``root`` ("" inside, /proc/PID/root outside)."""
     facts = {f"mount:{p}": mount_text(visible_mount(tree, p)) for p in paths}
-    if not os.path.isdir("/sys/class/net"):
+    if not os.path.isdir(root + "/sys/class/net"):
         facts["fs.sys"] = "none"
     else:
         own = set()
-        for line in _read("/proc/self/net/dev").splitlines()[2:]:
+        for line in _read(f"{proc}/net/dev").splitlines()[2:]:
             own.add(line.split(":", 1)[0].strip())
-        seen = set(_listdir("/sys/class/net"))
+        seen = set(_listdir(root + "/sys/class/net"))
         facts["fs.sys"] = "netns" if seen <= own else "host"
     groups = [m for m in tree if m[3] in ("cgroup", "cgroup2")
               and (m[2] + "/").startswith("/sys/fs/cgroup/")
