@@ -102,7 +102,7 @@ def profiles_check(files):
             else "./" + f
         p = _plan.build([ref])
         click.echo(f"{f}: ok")
-        for section, data in p["plan"].items():
+        for data in p["plan"].values():
             notes = data.get("notes") if isinstance(data, dict) else None
             for note in notes or ():
                 click.echo(f"{f}: note: {note}")
