@@ -249,12 +249,44 @@ def _kill_soak(profile, rounds, user=None, tmp_path=None):
 SOAK = int(os.environ.get("SECRUN_SOAK_KILLS", "25"))
 
 
+def _free_secrun_groups() -> list:
+    """secrun's cgroups whose lock no supervisor holds (leftovers of dead runs)."""
+    import fcntl
+
+    out = []
+    for top in os.listdir("/sys/fs/cgroup"):
+        for d, dirs, _ in os.walk(os.path.join("/sys/fs/cgroup", top)):
+            for name in [n for n in dirs if n.startswith("secrun-")]:
+                path = os.path.join(d, name)
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    out.append(path)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+            dirs[:] = [n for n in dirs if not n.startswith("secrun-")]
+    return out
+
+
 @needs_root
 @pytest.mark.parametrize("profile", PROFILES)
 def test_sigkill_of_the_supervisor_kills_the_sandbox(profile, tmp_path):
     """SIGKILL to secrun at random points of the launch (0-300 ms: the whole set-up and the
-    run): no workload is left alive, at any point."""
+    run): no workload is left alive, at any point; after ``secrun cgroups gc`` no group of a
+    dead run is left, and the host's mount table is as it was."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = len(f.readlines())
     assert _kill_soak(profile, SOAK, tmp_path=tmp_path) == []
+    r = run_secrun("cgroups", "gc")
+    assert r.rc == 0, r
+    assert _free_secrun_groups() == []
+    with open("/proc/self/mountinfo") as f:
+        assert len(f.readlines()) == mounts
 
 
 @needs_root
