@@ -49,7 +49,7 @@ import os
 
 from . import __version__
 from .context import Context, working_directory
-from .errors import ConfigError, ProfileError, SecrunError
+from .errors import ConfigError, PluginError, ProfileError, SecrunError
 
 # A dependency whose ctime is this close to the build's start (or later) may have changed after
 # its content was read: the kernel stamps ctime from its coarse clock, up to one tick (4 ms at
@@ -65,30 +65,49 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
     probed: list = []
     chain = profiles.load_chain(list(profile_refs), probed)
     wanted = profiles.third_party_plugins(chain) + [p for p in extra_plugins]
-    plugins = Plugins(wanted)
+    try:
+        plugins = Plugins(wanted)
+    except PluginError as e:
+        # name the profile that asked for the plugin (not --plugin: that is the command line)
+        asking = next((prof.path for prof in chain for n in prof.data.get("plugins", [])
+                       if f"plugin {n!r}" in str(e)), None)
+        if asking is None:
+            raise
+        raise ProfileError(f"profile {asking}: plugins: {e}") from None
     config, origins = profiles.merge(chain, plugins.sections, list(sets))
     active = plugins.active(config)
     ctx = Context(config, origins, {})
+
+    def blame(section, key) -> str:
+        """Where a refused value came from: the file (or --set) that set [section].key, else
+        every file and --set that has the section (a value left at its default, or the
+        section as a whole, was refused)."""
+        origin = origins.get(section, {}).get(key or "", "")
+        if origin and origin != profiles.BUILTIN_DEFAULT:
+            return _where(origin, profiles)
+        having = [p.path for p in chain if isinstance(p.data.get(section), dict)]
+        if any(profiles.parse_set(item)[0] == section for item in sets):
+            having.append(profiles.COMMAND_LINE)
+        if not having:
+            return "profile"
+        return ("profile " if having[0] != profiles.COMMAND_LINE else "") + ", ".join(having)
+
     for plugin, fn in plugins.order("secrun_compile", active):
         ctx.plugin = plugin
         try:
             fn(ctx=ctx)
         except ConfigError as e:
-            origin = origins.get(e.section, {}).get(e.key or "", "")
-            raise ProfileError(f"{_where(origin, profiles)}: {e}") from None
+            raise ProfileError(f"{blame(e.section, e.key)}: {e}") from None
         except SecrunError:
             raise
         except Exception as e:  # noqa: BLE001 - a plugin's bug is one line too, not a traceback
             # A value the plugin's checks let through and its planning then choked on: name
             # the section and the files that set it, and say whose bug it is.
-            sections = [s for s in plugins.info[plugin].sections if s in config] or ["?"]
-            origin = ", ".join(dict.fromkeys(
-                f for o in origins.get(sections[0], {}).values() for f in o.split(" + ")
-                if f != profiles.BUILTIN_DEFAULT))
+            section = next((s for s in plugins.info[plugin].sections if s in config), "?")
             text = f"{type(e).__name__}: {e}"
             raise ProfileError(
-                f"{_where(origin, profiles)}: [{sections[0]}]: the {plugin} plugin could not "
-                f"plan this section ({text[:200]}): a bug in that plugin, please report it"
+                f"{blame(section, None)}: [{section}]: the {plugin} plugin could not plan "
+                f"this section ({text[:200]}): a bug in that plugin, please report it"
             ) from None
     dispatch = plugins.dispatch(active, config)
     files = [p.path for p in chain] + probed + plugins.files() + ctx.deps
