@@ -193,3 +193,28 @@ def test_killed_supervisor_leftovers_removed(write_profile, by):
     from test_cgroups_gc import case_killed_supervisor_leftovers_removed
 
     case_killed_supervisor_leftovers_removed(write_profile, by)
+
+
+def test_strict_sys_fs_cgroup_is_the_runs_own_group(write_profile, tmp_path):
+    """On pure cgroup v2, strict's /sys/fs/cgroup is a read-only cgroup2 mount rooted at the
+    run's own group (its cgroup namespace): no host group, no other run's, and nothing
+    writable.  (time = false: this guest kernel has no time namespace.)"""
+    prof = write_profile("""
+        extends = ["strict"]
+        [namespaces]
+        time = false
+        """)
+    code = ("import os\n"
+            "print('cgroup', open('/proc/self/cgroup').read().strip())\n"
+            "print('dirs', sorted(d for d in os.listdir('/sys/fs/cgroup') "
+            "if os.path.isdir('/sys/fs/cgroup/' + d)))\n"
+            "print('procs', open('/sys/fs/cgroup/cgroup.procs').read().split())\n"
+            "try:\n    os.mkdir('/sys/fs/cgroup/x')\n    print('mkdir ok')\n"
+            "except OSError as e:\n    print('mkdir', e.errno)\n")
+    r = run_secrun("--profile", prof, "--", PY, "-c", code, cwd="/")
+    assert r.rc == 0, r
+    out = dict(line.split(" ", 1) for line in r.out.splitlines())
+    assert out["cgroup"] == "0::/", r
+    assert out["dirs"] == "[]", r
+    assert all(int(p) < 20 for p in eval(out["procs"])), r  # the sandbox's own pids only
+    assert out["mkdir"] in ("30", "13", "1"), r  # EROFS (or EACCES/EPERM)
