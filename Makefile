@@ -10,7 +10,7 @@ PY     := $(BIN)/python
 APT    := $(shell sed -e 's/\#.*//' deps/apt.txt | tr -s ' \n' ' ')
 PYTEST ?= $(PY) -m pytest
 
-.PHONY: setup apt venv relink bytecode launcher run test test-host test-guest bench bench-quick docs check lint clean
+.PHONY: setup apt venv relink bytecode launcher run test test-host test-guest bench bench-quick docs check lint reliability clean
 
 setup: apt venv
 
@@ -76,6 +76,26 @@ docs: setup
 lint: setup
 	$(BIN)/ruff check core plugins tests
 	$(BIN)/mypy
+
+# The long runs of the reliability tests, with their figures written to docs/reliability.md:
+# the property-based fuzz of profiles, --set and the CLI (FUZZ_EXAMPLES examples, every
+# failing one recorded) and the fault soaks: SIGKILL to the supervisor (SOAK_KILLS rounds per
+# profile) and SIGTERM/SIGINT/SIGHUP at random points of the launch (SOAK_SIGNALS rounds).
+# CI runs the same tests short (a few hundred examples, a few dozen signals).  Fails when
+# anything failed, after writing the figures.
+FUZZ_EXAMPLES ?= 5000
+SOAK_KILLS    ?= 1000
+SOAK_SIGNALS  ?= 1000
+RELIABILITY   := build/reliability
+reliability: setup
+	@rm -rf $(RELIABILITY) && mkdir -p $(RELIABILITY)
+	-SECRUN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SECRUN_FUZZ_REPORT=$(RELIABILITY)/fuzz.json \
+	  $(PYTEST) -q --junitxml=$(RELIABILITY)/fuzz.xml tests/test_fuzz.py
+	-SECRUN_SOAK_KILLS=$(SOAK_KILLS) SECRUN_SOAK_SIGNALS=$(SOAK_SIGNALS) $(PYTEST) -q \
+	  --junitxml=$(RELIABILITY)/soak.xml tests/test_supervision.py tests/test_faults.py \
+	  -k "sigkill_of_the_supervisor or signal_at_any_point_of_the_launch"
+	$(PY) tests/test_fuzz.py $(RELIABILITY) docs/reliability.md \
+	  "FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SOAK_KILLS=$(SOAK_KILLS) SOAK_SIGNALS=$(SOAK_SIGNALS)"
 
 # Launch latency, throughput, memory and seccomp overhead against the peers (docs/benchmarks.md).
 bench: setup
