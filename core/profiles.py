@@ -113,6 +113,7 @@ def check_safe(path: str) -> None:
 # A profile is a few levels deep (section, table value, list); anything much deeper is not a
 # profile, and every later step (type checks, merging, printing, the cache) would recurse on it.
 MAX_DEPTH = 32
+MAX_SIZE = 16 << 20  # bytes; the bundled profiles are a few KB
 
 
 def _parse(path: str, raw: bytes) -> dict:
@@ -153,12 +154,14 @@ def _too_deep(data: dict) -> str | None:
 
 
 def read(path: str, name: str, source: str) -> RawProfile:
-    check_safe(path)
     try:
+        check_safe(path)
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read(MAX_SIZE + 1)
     except OSError as e:
         raise ProfileError(f"profile {path}: {e.strerror}") from None
+    if len(raw) > MAX_SIZE:
+        raise ProfileError(f"profile {path}: larger than {MAX_SIZE >> 20} MiB: not a profile")
     data = _parse(path, raw)
     deep = _too_deep(data)
     if deep is not None:

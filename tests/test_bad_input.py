@@ -11,6 +11,7 @@ directory, the installed launcher) run the real ``secrun``.
 """
 
 import contextlib
+import gc
 import io
 import marshal
 import subprocess
@@ -35,8 +36,11 @@ class Out:
 def cli(*args) -> Out:
     """``secrun ARGS`` in this process."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in args])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main([str(a) for a in args])
+    finally:
+        gc.enable()  # a launch turns the cyclic collector off for its process
     return Out(rc, out.getvalue(), err.getvalue())
 
 
@@ -131,6 +135,11 @@ def test_an_extends_chain_of_1000_files_is_resolved_without_recursion(tmp_path, 
 def test_a_number_of_more_than_4300_digits_is_one_line(profile):
     path = profile(strict_plus("[identity]\nuid = " + "9" * 5000))
     every_way(path, "4300 digits", "line 3")
+
+
+def test_a_file_too_large_to_be_a_profile_is_one_line(profile):
+    path = profile(b"# " + b"x" * (17 << 20) + b"\n")
+    one_error(cli("profiles", "check", path), path, "larger than 16 MiB")
 
 
 def test_a_bad_extends_entry_names_the_file_that_has_it(profile):
