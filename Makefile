@@ -31,7 +31,7 @@ venv: $(VENV)/.stamp
 # (PYTHONWARNINGS: setuptools' notices about editable installs are not for our users.)
 $(VENV)/.stamp: export PYTHONWARNINGS = ignore
 $(VENV)/.stamp: export PIP_DISABLE_PIP_VERSION_CHECK = 1
-$(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml)
+$(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml tests/*-dist/*.py tests/*-dist/*/*.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \

@@ -329,3 +329,23 @@ def test_pid_errors():
     assert r.rc == 125 and "no process 999999999" in r.err
     r = run_secrun("audit", "--pid", "1", "--live")
     assert r.rc == 125 and "--pid" in r.err
+
+
+@needs_root
+def test_plugin_that_undoes_a_hide_fails_live_naming_the_hide(liar, write_profile):
+    """A plugin that removes a hiding mount after the view is built (a broken or hostile
+    plugin, or a later mount re-exposing the path): the filesystem plugin's row for that hide
+    is contradicted from inside (``mount:PATH`` shows what is really on top) and the live audit
+    fails naming that row."""
+    prof = write_profile("""\
+        extends = ["strict"]
+        [liar]
+        claim = false
+        unhide = "/sys/firmware"
+    """)
+    planned = audit_json("--plugin", liar, "--profile", prof)
+    assert planned["mismatches"] == []
+    rep = audit_json("--live", "--plugin", liar, "--profile", prof, "--format", "json", rc=2)
+    bad = [m for m in rep["mismatches"] if m["fact"] == "mount:/sys/firmware"]
+    assert bad and bad[0]["plugin"] == "filesystem", rep["mismatches"]
+    assert "tmpfs" not in str(bad[0]["observed"]), bad
