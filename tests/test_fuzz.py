@@ -734,7 +734,8 @@ def test_bad_input_is_one_error_line_or_a_consistent_success(case, workdir):
 # --- make reliability: the long runs' figures -> docs/reliability.md -------------------------
 
 def _junit(path):
-    """[(test name, seconds, outcome)] of a pytest --junitxml file, or None."""
+    """[(test name, seconds, outcome, first line of the failure)] of a pytest --junitxml
+    file, or None."""
     import xml.etree.ElementTree as ET
 
     try:
@@ -743,11 +744,13 @@ def _junit(path):
         return None
     rows = []
     for tc in root.iter("testcase"):
-        outcome = "passed"
+        outcome, detail = "passed", ""
         for tag in ("failure", "error", "skipped"):
-            if tc.find(tag) is not None:
+            node = tc.find(tag)
+            if node is not None:
                 outcome = {"failure": "FAILED", "error": "ERROR", "skipped": "skipped"}[tag]
-        rows.append((tc.get("name", "?"), float(tc.get("time") or 0), outcome))
+                detail = " ".join((node.get("message") or "").split())[:240]
+        rows.append((tc.get("name", "?"), float(tc.get("time") or 0), outcome, detail))
     return rows
 
 
@@ -779,7 +782,8 @@ def write_reliability_doc(results: str, out: str, settings_line: str) -> int:
         lines.append("Not run (no figures).")
         failures += 1
     run = _junit(os.path.join(results, "fuzz.xml")) or []
-    broken = [f"{name}: {outcome}" for name, _secs, outcome in run if outcome != "passed"]
+    broken = [f"{name}: {outcome} {detail}" for name, _secs, outcome, detail in run
+              if outcome != "passed"]
     if broken:
         failures += len(broken)
         lines += ["The fuzz test itself did not pass (see its output): " + "; ".join(broken),
@@ -819,9 +823,12 @@ def write_reliability_doc(results: str, out: str, settings_line: str) -> int:
         lines.append("Not run (no soak tests found, or they did not report).")
     else:
         lines += ["| test | outcome | duration |", "| --- | --- | ---: |"]
-        for name, secs, outcome in soak:
+        for name, secs, outcome, _detail in soak:
             lines.append(f"| `{name}` | {outcome} | {secs:.0f} s |")
             failures += outcome in ("FAILED", "ERROR")
+        for name, _secs, outcome, detail in soak:
+            if outcome in ("FAILED", "ERROR"):
+                lines += ["", f"`{name}`: `{detail.replace('`', chr(39))}`"]
         lines.append("")
     with open(out, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
