@@ -124,3 +124,25 @@ def check_range(value: int, minimum: int, maximum: int) -> None:
     """ValueError unless ``minimum <= value <= maximum`` (for a ``Field.check``)."""
     if not minimum <= value <= maximum:
         raise ValueError(f"{shown(value)} is out of range ({minimum} .. {maximum})")
+
+
+BINARY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50,
+                "e": 1 << 60}
+
+
+def parse_scaled(text: str, maximum: int, units: dict = BINARY_UNITS,
+                 what: str = "value allowed") -> int:
+    """The value of ASCII digits with an optional one-letter unit of ``units`` (any case:
+    ``"512M"``, ``"64k"``); ValueError (with a one-line reason) when ``text`` is not one, or
+    when the value, unit applied, is above ``maximum`` ("above the largest ``what``")."""
+    last = text[-1:]
+    # (isascii first: the Kelvin sign lowers to "k")
+    mult = units.get(last.lower(), 0) if last.isascii() else 0
+    digits = text[:-1] if mult else text
+    if not is_digits(digits):
+        raise ValueError(f"{shown(text)} is not a number (ASCII digits 0-9) with an optional "
+                         f"unit ({', '.join(u.upper() for u in units)})")
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(maximum)) or int(significant) * (mult or 1) > maximum:
+        raise ValueError(f"{shown(text)} is above the largest {what}, {maximum}")
+    return int(significant) * (mult or 1)

@@ -9,8 +9,9 @@ rows and ``secrun cgroups gc`` / ``list``.
 
 import os
 import re
+import struct
 
-from secrun.errors import ConfigError, SetupError
+from secrun.errors import ConfigError, SetupError, shown
 from secrun.plugins.cgroups import (
     CPU_PERIOD_US,
     LIMIT_KEYS,
@@ -28,32 +29,51 @@ from secrun.plugins.cgroups import (
     try_lock,
     v1_shares,
 )
-from secrun.schema import Field, Section
+from secrun.schema import Field, Section, is_digits, parse_digits
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _SIZE_PATTERN = r"^([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)$"
+_CPUS_PATTERN = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[-+]?[0-9]+)?"
+
+# The largest values the kernel takes, checked when planning (the launch would fail, or worse):
+# - memory.max, memory.swap.max (v1: memory.limit_in_bytes, memory.memsw.limit_in_bytes, which
+#   gets memory_max + swap_max) are page counters of a signed long: a size of 2^63 bytes or
+#   more does not fit (and 2^64 or more wraps, to a limit of almost nothing);
+SIZE_MAX = (1 << 63) - 1
+# - pids.max is below PIDS_MAX = PID_MAX_LIMIT + 1 (EINVAL otherwise);
+PIDS_LIMIT = 4 * 1024 * 1024 if struct.calcsize("l") > 4 else 32 * 1024
+# - a CFS quota (cpu.max, cpu.cfs_quota_us) is at most max_cfs_runtime, 2^44-1 microseconds
+#   (the bandwidth is kept in 64 - BW_SHIFT = 44 bits; ERANGE or EINVAL otherwise).
+QUOTA_MAX_US = (1 << 44) - 1
+_DECIMALS = 30  # more than a byte count needs: refused rather than rounded
 
 
 # --- units -----------------------------------------------------------------------------------
 
 def parse_size(value):
-    """'512M' -> 536870912; '' -> None (not set); 'max' -> 'max'.  Raises ValueError."""
+    """'512M' -> 536870912; '' -> None (not set); 'max' -> 'max'.  Raises ValueError.
+
+    ASCII digits (with an optional fraction) and a binary unit, at most :data:`SIZE_MAX`."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError(f"negative limit {value}")
-        return value
-    text = str(value).strip().lower()
+            raise ValueError(f"negative limit {shown(value)}")
+        return _size_at_most(value, value)
+    text = str(value).strip()
+    if not text.isascii():  # (other scripts' digits; the Kelvin sign lowers to "k")
+        raise ValueError(f"{shown(value)} is not a size such as \"512M\", \"2G\" or \"max\" "
+                         f"(ASCII digits and units)")
+    text = text.lower()
     if text == "":
         return None
     if text in ("max", "unlimited"):
         return "max"
     if text.startswith("-"):
-        raise ValueError(f"negative limit {value!r}")
+        raise ValueError(f"negative limit {shown(value)}")
     m = re.match(_SIZE_PATTERN, text)
     if not m:
-        raise ValueError(f"{value!r} is not a size such as \"512M\", \"2G\" or \"max\"")
+        raise ValueError(f"{shown(value)} is not a size such as \"512M\", \"2G\" or \"max\"")
     num, unit = m.groups()
     given = str(value).strip()[m.start(2):]
     unit = unit[:-1] if unit.endswith("b") and unit != "b" else unit  # 512MB, 512MiB
@@ -61,45 +81,92 @@ def parse_size(value):
     if unit == "b":
         unit = ""
     if unit not in _UNITS:
-        raise ValueError(f"unknown unit {given!r} in {value!r} (use K, M, G, T or none "
-                         f"for bytes; binary multiples)")
-    return int(float(num) * _UNITS[unit])
+        raise ValueError(f"unknown unit {shown(given)} in {shown(value)} (use K, M, G, T or "
+                         f"none for bytes; binary multiples)")
+    # Exact (no float): "1.5G" is 1610612736 bytes, and "9" * 400 is too large, not inf.
+    whole, _, frac = num.partition(".")
+    whole, frac = whole.lstrip("0"), frac.rstrip("0")
+    if len(whole) > len(str(SIZE_MAX)):
+        return _size_at_most(SIZE_MAX + 1, value)
+    if len(frac) > _DECIMALS:
+        raise ValueError(f"{shown(value)}: more than {_DECIMALS} decimals")
+    scale = 10 ** len(frac)
+    return _size_at_most((int(whole or "0") * scale + int(frac or "0")) * _UNITS[unit] // scale,
+                         value)
+
+
+def _size_at_most(n, value):
+    if n > SIZE_MAX:
+        raise ValueError(f"{shown(value)} is above the largest limit the kernel holds, "
+                         f"{SIZE_MAX} bytes (2^63 - 1: its page counters are signed 64-bit); "
+                         f"\"max\" is no limit")
+    return n
 
 
 def parse_cpus(value):
-    """'1.5' (CPUs) -> quota in microseconds per CPU_PERIOD_US; '' -> None; 'max' -> 'max'."""
+    """'1.5' (CPUs) -> quota in microseconds per CPU_PERIOD_US; '' -> None; 'max' -> 'max'.
+
+    A finite positive number of CPUs (ASCII digits, an optional fraction and exponent) whose
+    quota is at most :data:`QUOTA_MAX_US`; at least 1 ms per period (the kernel's least)."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a number of CPUs")
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in ("max", "unlimited"):
-        return "max"
-    try:
-        cpus = float(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a number of CPUs such as \"0.5\" or \"1.5\"") \
-            from None
+    if isinstance(value, int):  # (exact: no float of a 400-digit integer)
+        if value < 0:
+            raise ValueError(f"negative limit {shown(value)}")
+        cpus = value if value * CPU_PERIOD_US <= QUOTA_MAX_US else float("inf")
+    elif isinstance(value, float):
+        cpus = value
+    else:
+        text = value.strip()
+        low = text.lower() if text.isascii() else text  # (the Kelvin sign lowers to "k")
+        if low == "":
+            return None
+        if low in ("max", "unlimited"):
+            return "max"
+        if low.startswith("-") and re.fullmatch(_CPUS_PATTERN, low[1:]):
+            raise ValueError(f"negative limit {shown(value)}")
+        if not re.fullmatch(_CPUS_PATTERN, low):
+            raise ValueError(f"{shown(value)} is not a number of CPUs such as \"0.5\" or "
+                             f"\"1.5\" (ASCII digits)")
+        cpus = float(low)
+    if cpus != cpus:
+        raise ValueError(f"{shown(value)}: a CPU quota must be a finite positive number of CPUs")
     if cpus < 0:
-        raise ValueError(f"negative limit {value!r}")
-    if cpus == 0 or cpus != cpus or cpus == float("inf"):
-        raise ValueError(f"{value!r}: a CPU quota must be a positive number of CPUs")
+        raise ValueError(f"negative limit {shown(value)}")
+    if cpus == 0:
+        raise ValueError(f"{shown(value)}: a CPU quota must be a positive number of CPUs")
+    if cpus == float("inf") or round(cpus * CPU_PERIOD_US) > QUOTA_MAX_US:
+        raise ValueError(f"{shown(value)}: more CPUs than the largest quota the kernel takes, "
+                         f"{QUOTA_MAX_US // CPU_PERIOD_US} CPUs (2^44 - 1 microseconds per "
+                         f"{CPU_PERIOD_US // 1000} ms period); \"max\" is no limit")
     return max(1000, round(cpus * CPU_PERIOD_US))
 
 
 def parse_count(value):
-    """pids: 20 -> 20; 0/'max'/'' -> None or 'max'."""
+    """pids: 20 -> 20; 0/'max'/'' -> None or 'max'.  ASCII digits, at most the kernel's
+    :data:`PIDS_LIMIT`."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a number")
+    given = value
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("", "max", "unlimited"):
-            return "max" if text else None
-        if not text.lstrip("-").isdigit():
-            raise ValueError(f"{value!r} is not a number of processes or \"max\"")
-        value = int(text)
+        text = value.strip()
+        low = text.lower() if text.isascii() else text
+        if low in ("", "max", "unlimited"):
+            return "max" if low else None
+        if low.startswith("-") and is_digits(low[1:]):
+            raise ValueError(f"negative limit {shown(value)}")
+        if not is_digits(low):
+            raise ValueError(f"{shown(value)} is not a number of processes (ASCII digits) or "
+                             f"\"max\"")
+        try:
+            value = parse_digits(low, PIDS_LIMIT)
+        except ValueError:
+            value = PIDS_LIMIT + 1  # too large: refused below, naming the value given
     if value < 0:
-        raise ValueError(f"negative limit {value}")
+        raise ValueError(f"negative limit {shown(value)}")
+    if value > PIDS_LIMIT:
+        raise ValueError(f"{shown(given)} is above the largest pids limit the kernel takes, "
+                         f"{PIDS_LIMIT} (PID_MAX_LIMIT); 0 or \"max\" is no limit")
     return value or None
 
 
@@ -107,10 +174,10 @@ def parse_weight(value):
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{value!r} is not an integer weight")
     if value < 0:
-        raise ValueError(f"negative weight {value}")
+        raise ValueError(f"negative weight {shown(value)}")
     if value > 10000:
-        raise ValueError(f"weight {value} is above 10000 (the range is 1-10000, 100 is the "
-                         f"default share)")
+        raise ValueError(f"weight {shown(value)} is above 10000 (the range is 1-10000, 100 is "
+                         f"the default share)")
     return value or None
 
 

@@ -6,9 +6,9 @@ profiles``; a cached launch never loads it.
 
 import os
 
-from secrun.errors import ConfigError
+from secrun.errors import ConfigError, shown
 from secrun.plugins import _fs_mount as k
-from secrun.schema import Field, Section
+from secrun.schema import Field, Section, parse_digits, parse_scaled
 
 SECTION = "filesystem"
 
@@ -68,6 +68,43 @@ def parse_bind(entry):
     return src, dst, opts
 
 
+# tmpfs's own parsing (mm/shmem.c), checked when planning so that a value the mount would
+# refuse, or read as another one, is refused naming the key: size= is a byte count (memparse:
+# digits and K, M, G, T, P, E; 2^64 or more wraps, to 0 = unlimited) or a percentage of RAM;
+# nr_inodes= a count (memparse too), EINVAL above ULONG_MAX / 1024; mode= octal, of which the
+# kernel keeps the low 12 bits (17777 would be 7777).  Sizes and counts are passed on in
+# decimal and modes in octal, without leading zeros: memparse reads "010" as 8 and "0x10" as 16.
+TMPFS_SIZE_MAX = (1 << 63) - 1  # as the cgroup memory limits: what a signed 64-bit count holds
+TMPFS_PERCENT_MAX = 1000        # ten times the RAM: (percent << PAGE_SHIFT) * RAM pages must fit
+TMPFS_INODES_MAX = ((1 << 64) - 1) // 1024
+
+
+def _tmpfs_size(value):
+    if value.endswith("%"):
+        try:
+            return f"{parse_digits(value[:-1], TMPFS_PERCENT_MAX)}%"
+        except ValueError:
+            raise ValueError(f"{shown(value)} is not a percentage of RAM from 0% to "
+                             f"{TMPFS_PERCENT_MAX}% (ASCII digits)") from None
+    return str(parse_scaled(value, TMPFS_SIZE_MAX, what="size in bytes"))
+
+
+def _tmpfs_inodes(value):
+    return str(parse_scaled(value, TMPFS_INODES_MAX, what="inode count"))
+
+
+def _tmpfs_mode(value):
+    if not (value.isascii() and all(c in "01234567" for c in value)):
+        raise ValueError(f"{shown(value)} is not octal (such as 755 or 1777)")
+    significant = value.lstrip("0") or "0"
+    if len(significant) > 4:
+        raise ValueError(f"{shown(value)} is above 7777 (set-id, sticky and permission bits)")
+    return significant
+
+
+_TMPFS_VALUE = {"size": _tmpfs_size, "nr_inodes": _tmpfs_inodes, "mode": _tmpfs_mode}
+
+
 def parse_tmpfs(entry):
     """A ``tmpfs`` entry -> (dst, [options]).  ``"DST"``, ``"DST:OPT,OPT"`` (options: the flag
     words and ``size=``, ``mode=``, ``nr_inodes=``) or ``{ dst = "...", options = [...] }``."""
@@ -88,18 +125,23 @@ def parse_tmpfs(entry):
         raise ValueError(f"tmpfs {entry!r}: expected a string or a table")
     if not dst:
         raise ValueError(f"tmpfs {entry!r}: no destination")
+    out = []
     for o in opts:
         key, eq, val = o.partition("=")
         if eq:
             if key not in TMPFS_DATA or not val:
-                raise ValueError(f"tmpfs {dst}: unknown option {o!r} "
+                raise ValueError(f"tmpfs {shown(dst)}: unknown option {shown(o)} "
                                  f"(known: {', '.join(FLAG_WORDS + TMPFS_DATA)})")
-            if key == "mode" and not all(c in "01234567" for c in val):
-                raise ValueError(f"tmpfs {dst}: mode={val} is not octal")
+            try:
+                val = _TMPFS_VALUE[key](val)
+            except ValueError as e:
+                raise ValueError(f"tmpfs {shown(dst)}: {key}={e}") from None
+            o = f"{key}={val}"
         elif o not in FLAG_WORDS:
-            raise ValueError(f"tmpfs {dst}: unknown option {o!r} "
+            raise ValueError(f"tmpfs {shown(dst)}: unknown option {shown(o)} "
                              f"(known: {', '.join(FLAG_WORDS + TMPFS_DATA)})")
-    return dst, opts
+        out.append(o)
+    return dst, out
 
 
 def _check_list(parse):
@@ -170,8 +212,16 @@ def sections():
 
 # --- planning ---------------------------------------------------------------------------------
 
+def _no_nul(key, path):
+    """A path with a NUL cannot be passed to the kernel (nor to os.*): refused, naming the key."""
+    if "\0" in path:
+        raise ConfigError(SECTION, key, f"{shown(path)}: a path cannot contain a NUL")
+
+
 def _dest(key, path):
-    """Check a destination path (absolute, no '..', not /) and normalise it."""
+    """Check a destination path (absolute, no '..', not /, no NUL) and normalise it."""
+    if isinstance(path, str):
+        _no_nul(key, path)
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigError(SECTION, key, f"destination {path!r} is a relative path: mount "
                           f"destinations are absolute paths inside the sandbox")
@@ -277,6 +327,7 @@ def compile_plan(ctx):
     ctx.depends_on(k.__file__)
     root = cfg["root"]
     if root:
+        _no_nul("root", root)
         if not root.startswith("/"):
             raise ConfigError(SECTION, "root", f"root {root!r} is a relative path: give an "
                               f"absolute directory")
@@ -325,6 +376,7 @@ def compile_plan(ctx):
             src, dst, opts = parse_bind(entry)
         except ValueError as e:
             raise ConfigError(SECTION, "binds", str(e)) from None
+        _no_nul("binds", src)
         if not src.startswith("/"):
             raise ConfigError(SECTION, "binds", f"bind source {src!r} is a relative path: "
                               f"give an absolute host path")

@@ -7,8 +7,8 @@ it (nor the ``resource`` extension module); the child stages stay in that module
 
 import resource
 
-from secrun.errors import ConfigError
-from secrun.schema import Field, Section
+from secrun.errors import ConfigError, shown
+from secrun.schema import Field, Section, parse_scaled
 
 RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
            "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
@@ -39,15 +39,16 @@ def sections():
 
 
 def _limit(text, key):
-    t = str(text).strip().lower()
-    if t in ("unlimited", "infinity"):
+    """One side of a limit: ``"unlimited"``, or ASCII digits with an optional K/M/G/T (binary
+    multiples), at most what ``rlim_t`` holds (2^64-1, which is also RLIM_INFINITY)."""
+    t = text.strip()
+    if t.isascii() and t.lower() in ("unlimited", "infinity"):
         return resource.RLIM_INFINITY
-    mult = _SUFFIX.get(t[-1:], 1)
-    num = t[:-1] if mult != 1 else t
-    if not num.isdigit():
-        raise ConfigError("process", "rlimits", f"{key}: {text!r} is not a number, a size "
-                          f"(K/M/G/T) or 'unlimited'")
-    return int(num) * mult
+    try:
+        return parse_scaled(t, _RLIM_T, _SUFFIX, "limit")
+    except ValueError as e:
+        raise ConfigError("process", "rlimits", f"{key}: {e} ('unlimited': no limit)") \
+            from None
 
 
 def _packed(soft: int, hard: int) -> bytes:
@@ -58,24 +59,26 @@ def _packed(soft: int, hard: int) -> bytes:
 def compile_plan(cfg) -> dict:
     limits = []
     for name, value in cfg["rlimits"].items():
-        if name.lower() not in RLIMITS:
+        if not name.isascii() or name.lower() not in RLIMITS:  # (the Kelvin sign lowers to "k")
             raise ConfigError("process", "rlimits",
-                              f"unknown resource {name!r} (known: {', '.join(RLIMITS)})")
+                              f"unknown resource {shown(name)} (known: {', '.join(RLIMITS)})")
         if isinstance(value, int):
             if value < 0:
-                raise ConfigError("process", "rlimits", f"{name}: negative limit {value}")
+                raise ConfigError("process", "rlimits", f"{name}: negative limit "
+                                  f"{shown(value)}")
             soft = hard = value
         else:
             parts = value.split(":")
             if len(parts) > 2:
-                raise ConfigError("process", "rlimits", f"{name}: {value!r}: use SOFT:HARD")
+                raise ConfigError("process", "rlimits", f"{name}: {shown(value)}: use "
+                                  f"SOFT:HARD")
             soft, hard = _limit(parts[0], name), _limit(parts[-1], name)
         inf = resource.RLIM_INFINITY
         if hard != inf and (soft == inf or soft > hard):
             raise ConfigError("process", "rlimits", f"{name}: soft limit above hard limit")
         if soft > _RLIM_T or hard > _RLIM_T:
-            raise ConfigError("process", "rlimits", f"{name}: {value!r} is above the largest "
-                              f"limit ({_RLIM_T})")
+            raise ConfigError("process", "rlimits", f"{name}: {shown(value)} is above the "
+                              f"largest limit ({_RLIM_T})")
         limits.append((getattr(resource, "RLIMIT_" + name.upper()), _packed(soft, hard),
                        name))
     for name, value in cfg["env_set"].items():

@@ -28,7 +28,8 @@ import json
 import os
 import struct
 
-from secrun.errors import ConfigError, SecrunError
+from secrun.errors import ConfigError, SecrunError, shown
+from secrun.schema import is_digits, parse_digits
 
 SECTION = "seccomp"
 GROUPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
@@ -44,6 +45,7 @@ ACT_ALLOW = 0x7FFF0000
 ACTIONS = {"allow": ACT_ALLOW, "kill_process": ACT_KILL_PROCESS, "kill_thread": ACT_KILL_THREAD,
            "kill": ACT_KILL_THREAD, "trap": ACT_TRAP, "log": ACT_LOG}
 MAX_ERRNO = 4095
+U32_MAX = 0xFFFFFFFF  # ioctl's cmd and personality()'s persona are 32-bit to the kernel
 BPF_MAXINSNS = 4096
 
 # libseccomp comparison operators (enum scmp_compare)
@@ -95,19 +97,25 @@ PROBES = ("mount", "umount2", "pivot_root", "ptrace", "bpf", "perf_event_open", 
 # --- actions -------------------------------------------------------------------------------
 
 def errno_number(text, key):
-    """'EPERM' / 'eperm' / '95' / 95 -> 95; ConfigError naming the key otherwise."""
+    """'EPERM' / 'eperm' / '95' / 95 -> 95; ConfigError naming the key otherwise.  A number is
+    ASCII digits, 1 .. MAX_ERRNO (0 would make a refused call return success)."""
     if isinstance(text, int):
         n = text
-    elif text.strip().isdigit():
-        n = int(text.strip())
     else:
-        found = getattr(_errno, text.strip().upper(), None)
-        if not isinstance(found, int):
-            raise ConfigError(SECTION, key, f"unknown errno {text!r} (use a name such as EPERM, "
-                              f"ENOSYS, ENOTSUP, or a number 1..{MAX_ERRNO})")
-        n = found
-    if not 0 <= n <= MAX_ERRNO:
-        raise ConfigError(SECTION, key, f"errno {n} out of range 0..{MAX_ERRNO}")
+        t = text.strip()
+        if is_digits(t):
+            try:
+                n = parse_digits(t, MAX_ERRNO)
+            except ValueError:
+                n = MAX_ERRNO + 1  # too large: refused below
+        else:
+            found = getattr(_errno, t.upper(), None) if t.isascii() and t[:1] in "Ee" else None
+            if not isinstance(found, int):
+                raise ConfigError(SECTION, key, f"unknown errno {shown(text)} (use a name such "
+                                  f"as EPERM, ENOSYS, ENOTSUP, or a number 1..{MAX_ERRNO})")
+            n = found
+    if not 1 <= n <= MAX_ERRNO:
+        raise ConfigError(SECTION, key, f"errno {shown(text)} out of range 1..{MAX_ERRNO}")
     return n
 
 
@@ -119,7 +127,7 @@ def parse_action(value, key):
     if isinstance(value, int):
         return ACT_ERRNO | errno_number(value, key)
     v = value.strip()
-    low = v.lower()
+    low = v.lower() if v.isascii() else v  # (the Kelvin sign lowers to "k")
     if low in ACTIONS:
         return ACTIONS[low]
     if low == "errno":
@@ -128,12 +136,8 @@ def parse_action(value, key):
         arg = v[6:].rstrip(")")
         return ACT_ERRNO | errno_number(arg, key)
     if v.startswith("E") and v == v.upper() and v.isalnum():
-        n = getattr(_errno, v.upper(), None)
-        if isinstance(n, int):
-            return ACT_ERRNO | n
-        raise ConfigError(SECTION, key, f"unknown errno {v!r} (use a name such as EPERM, "
-                          f"ENOSYS, ENOTSUP, or a number 1..{MAX_ERRNO})")
-    raise ConfigError(SECTION, key, f"unknown action {value!r} (one of allow, errno:NAME, "
+        return ACT_ERRNO | errno_number(v, key)
+    raise ConfigError(SECTION, key, f"unknown action {shown(value)} (one of allow, errno:NAME, "
                       f"errno:N, kill_process, kill_thread, trap, log)")
 
 
@@ -243,10 +247,11 @@ def build_model(cfg: dict, import_path: str | None, resolve,
                 allow_is_builtin: bool = False) -> Model:
     m = Model()
     groups = load_groups()
+    # (default_action and import_caps are checked with or without an imported file)
+    m.default = parse_action(cfg["default_action"], "default_action")
+    caps = held_caps(cfg["import_caps"])
     if import_path:
-        import_oci(m, import_path, cfg, resolve)
-    else:
-        m.default = parse_action(cfg["default_action"], "default_action")
+        import_oci(m, import_path, caps, resolve)
     m.badarch = parse_action(cfg["other_abis"], "other_abis")
     for a in cfg["arches"]:
         arch = a.lower().replace("-", "_")
@@ -338,48 +343,95 @@ def add_restrictions(m: Model, cfg: dict, deny_act: int) -> None:
             m.forbid.append(("socket", act, ((0, GT, AF_LAST, 0),), "socket family > AF_MCTP"))
         m.notes.append("socket families: only " + ", ".join(cfg["address_families"]))
     # ioctl requests: compared on the low 32 bits, as the kernel reads `unsigned int cmd`.
-    if cfg["deny_ioctls"] and _allowed(m, "ioctl"):
-        for req in cfg["deny_ioctls"]:
-            if isinstance(req, int):
-                n = req
-            elif req.upper() in IOCTLS:
-                n = IOCTLS[req.upper()]
-            else:
-                try:
-                    n = int(req, 0)
-                except ValueError:
-                    raise ConfigError(SECTION, "deny_ioctls", f"unknown ioctl {req!r} (known: "
-                                      f"{', '.join(IOCTLS)}, or a number)") from None
-            m.forbid.append(("ioctl", deny_act, ((1, MASKED_EQ, 0xFFFFFFFF, n & 0xFFFFFFFF),),
-                             f"ioctl {req}"))
+    # (The values are checked whether or not ioctl is allowed.)
+    requests = [_ioctl_request(req) for req in cfg["deny_ioctls"]]
+    if requests and _allowed(m, "ioctl"):
+        for req, n in zip(cfg["deny_ioctls"], requests, strict=True):
+            m.forbid.append(("ioctl", deny_act, ((1, MASKED_EQ, U32_MAX, n),), f"ioctl {req}"))
         m.notes.append("ioctl denied: " + ", ".join(map(str, cfg["deny_ioctls"])))
-    # personality: only the listed values (low 32 bits: the kernel reads `unsigned int`).
-    if cfg["personalities"] and _allowed(m, "personality"):
+    # personality: only the listed values (32 bits: the kernel reads `unsigned int`).
+    values = [_personality(p) for p in cfg["personalities"]]
+    if values and _allowed(m, "personality"):
         if m.default == ACT_ALLOW:
             raise ConfigError(SECTION, "personalities", "limiting personality() needs a "
                               "default_action that refuses (the unlisted values get it)")
-        values = []
-        for p in cfg["personalities"]:
-            if isinstance(p, int):
-                values.append(p & 0xFFFFFFFF)
-                continue
-            v = 0
-            for part in p.split("|"):
-                part = part.strip().upper()
-                if part not in PERSONALITIES:
-                    raise ConfigError(SECTION, "personalities", f"unknown personality {p!r} "
-                                      f"(known: {', '.join(PERSONALITIES)}, combined with |)")
-                v |= PERSONALITIES[part]
-            values.append(v)
         act = m.base("personality")
-        m.rules["personality"] = [(act, ((0, MASKED_EQ, 0xFFFFFFFF, v),))
+        m.rules["personality"] = [(act, ((0, MASKED_EQ, U32_MAX, v),))
                                   for v in dict.fromkeys(values)]
         m.notes.append("personality: only " + ", ".join(map(str, cfg["personalities"])))
 
 
+def _u32(value, key, what) -> int | None:
+    """A number for a 32-bit argument: an integer, or text of ASCII decimal digits or 0x and
+    hex digits; None for text that is no number.  ConfigError when it does not fit 32 bits
+    unsigned (the kernel would compare only the low 32 bits: another value)."""
+    if isinstance(value, int):
+        n = value
+    else:
+        t = value.strip()
+        if t[:2] in ("0x", "0X") and t[2:] and all(c in "0123456789abcdefABCDEF" for c in t[2:]):
+            n = int(t[2:], 16) if len(t[2:].lstrip("0")) <= 8 else U32_MAX + 1
+        elif is_digits(t):
+            try:
+                n = parse_digits(t, U32_MAX)
+            except ValueError:
+                n = U32_MAX + 1
+        else:
+            return None
+    if not 0 <= n <= U32_MAX:
+        raise ConfigError(SECTION, key, f"{what} {shown(value)} does not fit 32 bits unsigned "
+                          f"(0 .. {U32_MAX:#x}), which is all the kernel compares")
+    return n
+
+
+def _ioctl_request(req) -> int:
+    name = req.strip().upper() if isinstance(req, str) and req.isascii() else None
+    if name in IOCTLS:
+        return IOCTLS[name]
+    n = _u32(req, "deny_ioctls", "ioctl request")
+    if n is None:
+        raise ConfigError(SECTION, "deny_ioctls", f"unknown ioctl {shown(req)} (known: "
+                          f"{', '.join(IOCTLS)}, or a number)")
+    return n
+
+
+def _personality(p) -> int:
+    if isinstance(p, int):
+        n = _u32(p, "personalities", "personality")
+        assert n is not None  # (None only for text)
+        return n
+    v = 0
+    for part in p.split("|"):
+        part = part.strip().upper() if part.isascii() else part  # ("ſ" uppers to "S")
+        if part not in PERSONALITIES:
+            raise ConfigError(SECTION, "personalities", f"unknown personality {shown(p)} "
+                              f"(known: {', '.join(PERSONALITIES)}, combined with |)")
+        v |= PERSONALITIES[part]
+    return v
+
+
 # --- Docker / OCI JSON import ---------------------------------------------------------------------
 
-def import_oci(m: Model, path: str, cfg: dict, resolve) -> None:
+def held_caps(values) -> set:
+    """``import_caps`` -> the ``CAP_*`` names an imported file's includes/excludes.caps are
+    matched against.  Names are taken as ``[capabilities]`` takes them (any case, with or
+    without CAP_, cap_<n>, "all"), for the capabilities the running kernel knows."""
+    from secrun.plugins import _caps_plan
+    from secrun.plugins.capabilities import names_of
+
+    last = _caps_plan.last_cap()
+    try:
+        everything, mask = _caps_plan.parse_names(values, last, "import_caps")
+    except ConfigError as e:
+        raise ConfigError(SECTION, "import_caps", e.message) from None
+    if everything:
+        mask = (1 << (last + 1)) - 1
+    return {name.upper() for name in names_of(mask)}
+
+
+def import_oci(m: Model, path: str, caps: set, resolve) -> None:
+    """``m`` from a Docker/OCI seccomp file; ``caps``: the capabilities its rules' includes
+    and excludes treat as held (:func:`held_caps`)."""
     key = "import"
     try:
         with open(path) as f:
@@ -423,8 +475,6 @@ def import_oci(m: Model, path: str, cfg: dict, resolve) -> None:
             raise bad(f"unknown architecture {a!r}")
         if arch in ("x86", "x32") and arch not in m.arches:
             m.arches.append(arch)
-    caps = {c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
-            for c in cfg["import_caps"]}
     kernel = _kernel_version()
     calls = data.get("syscalls") or []
     if not isinstance(calls, list):
@@ -665,6 +715,8 @@ def import_path(ctx) -> str | None:
     p = cfg["import"]
     if not p:
         return None
+    if "\0" in p:
+        raise ConfigError(SECTION, "import", f"{shown(p)}: a path cannot contain a NUL")
     p = os.path.expanduser(p)
     if not os.path.isabs(p):
         origin = ctx.origins.get(SECTION, {}).get("import", "")

@@ -357,3 +357,43 @@ def test_values_the_process_cgroups_filesystem_and_seccomp_plugins_must_refuse(p
     for args in (("profiles", "check", path), ("audit", "-p", path, "--", "true")):
         line = one_error(cli(*args), path, f"[{section}].{key}")
         assert "a bug in" not in line, line
+
+
+# Found while fixing the cases above: values next to them that the kernel would refuse at the
+# launch, or read as another value (tmpfs's memparse reads "010" as octal, keeps 12 mode bits
+# of 17777; ioctl and personality compare 32 bits; errno 0 makes a refused call succeed).
+MORE_REFUSED = {
+    "pids_max above PID_MAX_LIMIT": ("cgroups", "pids_max", "4194305"),
+    "cpu_max inf": ("cgroups", "cpu_max", "inf"),
+    "cpu_max nan": ("cgroups", "cpu_max", "nan"),
+    "cpu_max 2^44 microseconds": ("cgroups", "cpu_max", "175921861"),
+    "memory_max 2^63": ("cgroups", "memory_max", '"9223372036854775808"'),
+    "memory_max Kelvin sign": ("cgroups", "memory_max", '"512\u212a"'),
+    "rlimits Kelvin sign": ("process", "rlimits", '{nofile = "1\u212a"}'),
+    "tmpfs mode 17777": ("filesystem", "tmpfs", '["/x:mode=17777"]'),
+    "tmpfs size 2^64": ("filesystem", "tmpfs", '["/x:size=18446744073709551616"]'),
+    "tmpfs nr_inodes fullwidth": ("filesystem", "tmpfs", '["/x:nr_inodes=１"]'),
+    "tmpfs size 1001%": ("filesystem", "tmpfs", '["/x:size=1001%"]'),
+    "binds NUL": ("filesystem", "binds", '["/etc\\u0000:/x"]'),
+    "errno 0": ("seccomp", "default_action", '"errno:0"'),
+    "errno 4096": ("seccomp", "deny_action", "4096"),
+    "ioctl hex above 32 bits": ("seccomp", "deny_ioctls", '["0x100005412"]'),
+    "ioctl negative": ("seccomp", "deny_ioctls", "[-1]"),
+    "personality 2^32": ("seccomp", "personalities", "[4294967296]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_REFUSED))
+def test_more_values_refused_at_planning(profile, case):
+    section, key, value = MORE_REFUSED[case]
+    path = profile(strict_plus(f"[{section}]\n{key} = {value}"))
+    line = one_error(cli("profiles", "check", path), path, f"[{section}].{key}")
+    assert "a bug in" not in line, line
+
+
+def test_tmpfs_values_reach_the_kernel_as_written(profile):
+    # "010M" is 10 MiB, not memparse's octal 8 MiB: passed on as decimal bytes.
+    path = profile(strict_plus('[filesystem]\ntmpfs = ["/x:size=010M,mode=0700,nr_inodes=1k"]'))
+    ops = P.build([path])["plan"]["filesystem"]["ops"]
+    (options,) = [op[4] for op in ops if op[0] == "tmpfs" and op[1] == "/x"]
+    assert dict(options) == {b"size": b"10485760", b"mode": b"700", b"nr_inodes": b"1024"}
