@@ -193,8 +193,18 @@ def run_cli(argv) -> int:
         rv = cli.main(args=argv, prog_name="secrun", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:
+        # one line, like every secrun error; the usage is one --help away
+        from .errors import one_line
+
+        cmd = e.ctx.command_path if e.ctx is not None else "secrun"
+        sys.stderr.write(f"secrun: error: {one_line(e.format_message())} "
+                         f"(see {cmd} --help)\n")
+        return 125
     except click.ClickException as e:
-        e.show()
+        from .errors import one_line
+
+        sys.stderr.write(f"secrun: error: {one_line(e.format_message())}\n")
         return 125
     except click.exceptions.Abort:
         return 130
