@@ -130,3 +130,12 @@ def test_init_fork_failure_names_the_init(secrun, write_profile):
     r = secrun("-p", prof, "--", "true")
     assert r.rc == 125, r
     assert "stage 'init' failed in plugin 'core'" in r.err and "EAGAIN" in r.err, r
+
+
+@pytest.mark.parametrize("args", [["profiles", "show"], ["profiles", "show", "strict", "--bogus"],
+                                  ["audit", "--format", "nope"], ["cgroups", "frobnicate"]])
+def test_command_line_usage_errors_are_one_line(secrun, args):
+    r = secrun(*args)
+    assert r.rc == 125, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("secrun: error: ") and "--help" in lines[0], r
