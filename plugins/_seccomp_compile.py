@@ -188,7 +188,8 @@ def resolver():
 
     def resolve(name):
         if name not in cache:
-            n = fn(0, name.encode())
+            # (a C string ends at NUL: "read\0x" would resolve as "read")
+            n = fn(0, name.encode()) if name.isascii() and name.isprintable() else -1
             cache[name] = None if n == -1 else n
         return cache[name]
 

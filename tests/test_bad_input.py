@@ -347,6 +347,8 @@ OTHER_PLUGINS = {
     "personality 2^64+8": ("seccomp", "personalities", "[18446744073709551624]"),  # accepted
     "ioctl 2^64+8": ("seccomp", "deny_ioctls", "[18446744073709551624]"),  # accepted
     "import_caps cap_²": ("seccomp", "import_caps", '["cap_²"]'),  # accepted
+    "allow NUL": ("seccomp", "allow", '["read\\u0000"]'),  # read allowed; workload SIGSEGV
+    "actions NUL": ("seccomp", "actions", '{"read\\u0000" = "allow"}'),  # the same
 }
 
 
