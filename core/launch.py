@@ -608,15 +608,31 @@ def _close_fds(keep) -> None:
     os.closerange(lo, 1 << 20)
 
 
+# rt_sigaction(2), for the signals libc keeps for itself (32 and 33: its sigaction() refuses
+# them), which a caller may still have left ignored
+_NR_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
+
+
 def _reset_signals() -> None:
     """Every ignored signal back to its default action, and an empty signal mask: the workload
     starts as a fresh process would (Python ignores SIGPIPE and SIGXFSZ, and a caller may have
     ignored more).  Handlers need no reset: exec resets them; only "ignore" survives it."""
     getsignal, signal, ign, dfl = _signal.getsignal, _signal.signal, _signal.SIG_IGN, \
         _signal.SIG_DFL
-    for sig in _signal.valid_signals():
+    valid = _signal.valid_signals()
+    for sig in valid:
         if sig not in (_signal.SIGKILL, _signal.SIGSTOP) and getsignal(sig) == ign:
             signal(sig, dfl)
+    if _NR_RT_SIGACTION is not None:
+        import ctypes
+
+        from .kernel import libc
+
+        old = ctypes.create_string_buffer(32)  # struct sigaction as the kernel has it
+        for sig in range(32, 34):
+            if sig not in valid and libc.syscall(_NR_RT_SIGACTION, sig, None, old, 8) == 0 \
+                    and old.raw[:8] == (1).to_bytes(8, "little"):  # SIG_IGN
+                libc.syscall(_NR_RT_SIGACTION, sig, ctypes.create_string_buffer(32), None, 8)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 

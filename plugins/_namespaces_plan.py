@@ -55,6 +55,13 @@ def _check_id_count(v):
     check_range(v, 1, ID_MAX - 1)
 
 
+def _check_range_start(v):
+    if v == 0:
+        raise ValueError("0 would map host root into the namespace (1 .. "
+                         f"{ID_MAX - 1})")
+    _check_id_count(v)
+
+
 def _check_user(v):
     if not isinstance(v, bool) and v != "auto":
         raise ValueError(f"{v!r}: expected true, false or \"auto\"")
@@ -89,7 +96,7 @@ def sections():
               "host ids range_start..; the workload becomes the namespace's root, an "
               "unprivileged host uid)", choices=USER_MAPS),
         Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping",
-              check=_check_id_count),
+              check=_check_range_start),
         Field("range_size", int, 65536, "number of uids/gids of the \"range\" mapping",
               check=_check_id_count),
         Field("mount", bool, False, "a mount namespace (propagation to the host cut at once)"),
