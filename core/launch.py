@@ -51,6 +51,7 @@ from .stages import CHILD_STAGES, hook_name  # noqa: F401  (hook_name: documenta
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -97,6 +98,9 @@ def _send(fd: int, record: tuple) -> None:
         data = data[n:]
 
 
+MAX_RECORD = 1 << 20
+
+
 class _Records:
     def __init__(self, fd):
         self.fd, self.buf = fd, b""
@@ -110,13 +114,22 @@ class _Records:
         return True
 
     def next(self):
-        """The next record, or None at EOF."""
+        """The next record, or None at EOF; ``("bad",)`` for anything that is not one of
+        ours (too large, not marshal data, not a tuple naming its kind)."""
         if not self._fill(4):
             return None
         size = int.from_bytes(self.buf[:4], "little")
+        if size > MAX_RECORD:
+            return ("bad",)
         if not self._fill(4 + size):
             return None
-        rec, self.buf = marshal.loads(self.buf[4:4 + size]), self.buf[4 + size:]
+        data, self.buf = self.buf[4:4 + size], self.buf[4 + size:]
+        try:
+            rec = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return ("bad",)
+        if not isinstance(rec, tuple) or not rec or not isinstance(rec[0], str):
+            return ("bad",)
         return rec
 
 
@@ -207,7 +220,7 @@ class _Child:
     docstring), the supervisor's pid, and the workload's terminal."""
 
     __slots__ = ("r_status", "w_status", "r_go", "w_go", "r_final", "w_final", "r_life",
-                 "w_life", "sup_pid", "pty", "null_stdin", "has_init")
+                 "w_life", "sup_pid", "term", "has_init")
 
     def __init__(self, tty: str):
         self.r_status, self.w_status = os.pipe2(os.O_CLOEXEC)
@@ -216,15 +229,11 @@ class _Child:
         self.r_life, self.w_life = os.pipe2(os.O_CLOEXEC)
         self.sup_pid = os.getpid()
         self.has_init = False  # a minimal init sits between the supervisor and the workload
-        self.pty = None
-        self.null_stdin = False
-        if tty != "never" and (tty == "always" or os.isatty(0) or os.isatty(1) or
-                               os.isatty(2)):
-            from .terminal import Pty
+        self.term = None  # the relay of the workload's terminal (see secrun.terminal)
+        if tty == "always" or os.isatty(0) or os.isatty(1) or os.isatty(2):
+            from .terminal import needed
 
-            self.pty = Pty()
-        elif tty == "never" and os.isatty(0):
-            self.null_stdin = True
+            self.term = needed(tty)
 
 
 def _launch(ctx, dispatch, sup, tty) -> int:
@@ -245,8 +254,8 @@ def _launch(ctx, dispatch, sup, tty) -> int:
     _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
     if sup.received:
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
-        if c.pty is not None:
-            c.pty.finish()
+        if c.term is not None:
+            c.term.finish()
         return _interrupted(sup)
     pid = os.fork()
     if pid == 0:
@@ -257,13 +266,13 @@ def _launch(ctx, dispatch, sup, tty) -> int:
     os.close(c.r_go)
     os.close(c.w_final)
     os.close(c.r_life)
-    if c.pty is not None:
-        c.pty.start()
+    if c.term is not None:
+        c.term.start()
     try:
         return _supervise(ctx, dispatch, sup, c, pid)
     finally:
-        if c.pty is not None:
-            c.pty.finish()
+        if c.term is not None:
+            c.term.finish()
 
 
 def _supervise(ctx, dispatch, sup, c, pid) -> int:
@@ -355,7 +364,7 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
             return _fail(f.line())
 
     waiter = _Waiter(waited[0], c)
-    status = c.pty.relay(waiter) if c.pty is not None else waiter.wait()
+    status = c.term.relay(waiter) if c.term is not None else waiter.wait()
     os.close(c.r_final)
     ctx.status = status
     if exec_error is not None:
@@ -403,24 +412,36 @@ class _Waiter:
         if not block and not _readable(self.c.r_final):
             return None
         rec = self.records.next()
-        if rec is not None and rec[0] == "stop":
-            self.stopped(rec[1])
-            return None
+        if rec is not None and len(rec) == 2 and isinstance(rec[1], int):
+            if rec[0] == "stop":
+                self.stopped(rec[1])
+                return None
+            if rec[0] != "exit":
+                rec = ("bad",)
+        elif rec is not None:
+            rec = ("bad",)
+        if rec is not None and rec[0] == "bad":
+            # not pid 1's: something else in the sandbox reached the pipe; end it all
+            _kill_and_reap(self.pid)
+            sys.stderr.write("secrun: error: the sandbox's pid 1 sent a malformed record; "
+                             "the sandbox was killed\n")
+            self.status = 125 << 8  # reported as exit status 125
+            return self.status
         st = _reap(self.pid)  # pid 1 exits right after its last record
         # without a record pid 1 was killed: its own status tells how
         self.status = st if rec is None else rec[1]
         return self.status
 
     def stopped(self, sig: int) -> None:
-        pty = self.c.pty
-        if pty is not None:
-            pty.suspend()
+        term = self.c.term
+        if term is not None:
+            term.suspend()
         own = sig if sig in (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU) \
             else _signal.SIGSTOP
         os.kill(os.getpid(), own)
         # continued (fg/bg): the workload goes on too
-        if pty is not None:
-            pty.resume()
+        if term is not None:
+            term.resume()
         try:
             os.kill(self.pid, _signal.SIGCONT)
         except ProcessLookupError:
@@ -430,7 +451,9 @@ class _Waiter:
 def _readable(fd) -> bool:
     import select
 
-    return bool(select.select([fd], [], [], 0)[0])
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(0))
 
 
 def _record_failure(rec) -> str:
@@ -522,10 +545,10 @@ def _child(ctx, dispatch, c) -> None:
         # the caller's terminal now signals only the supervisor, and nothing here can reach
         # the caller's process group or make itself the terminal's foreground.
         os.setsid()
-        if c.null_stdin:
-            fd = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(fd, 0)
-            os.close(fd)
+        # No process of the sandbox ever holds the caller's terminal: its streams become the
+        # new pty, or pipes and /dev/null (see secrun.terminal).
+        if c.term is not None:
+            c.term.install_child()
         # pid 1 already if a plugin made the pid namespace before fork: stay as its init
         init = os.getpid() == 1
         forked = False
@@ -543,10 +566,7 @@ def _child(ctx, dispatch, c) -> None:
             if stage == "seccomp":
                 # Nothing but 0-2, our own pipes and the workload's terminal may reach the
                 # workload.
-                keep = [w_status, c.w_final, c.r_life, c.r_go]
-                if c.pty is not None:
-                    keep.append(c.pty.slave)
-                _close_fds(keep=keep)
+                _close_fds(keep=(w_status, c.w_final, c.r_life, c.r_go))
             elif stage == "hostname" and need_attach:
                 # Sync: the parent's attach stage (cgroup attach) ran while we built the
                 # filesystem view; nothing after this point may run outside the groups.
@@ -649,8 +669,8 @@ def _exec(ctx, c, parent) -> None:
         os.setsid()
     except PermissionError:
         pass  # already the leader of the session made at fork
-    if c.pty is not None:
-        c.pty.attach_child()
+    if c.term is not None:
+        c.term.controlling()
     _reset_signals()
     # last, after every credential change (which clears it): the death signal of the process
     # that becomes the workload, bound to its parent (the supervisor, or the minimal init)
@@ -699,6 +719,9 @@ def _init(ctx, c) -> None:
     if _supervisor_gone(c):
         os._exit(EXIT_FAILED)
     _send(w_status, ("init",))
+    # Not dumpable: the workload (same uid, and pid 1 is its parent) may not ptrace pid 1, read
+    # its memory or open its descriptors through /proc/1/fd; exec makes the workload dumpable.
+    _prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
     # Signals that arrive around the fork stay pending (blocked) instead of hitting
     # _abort_setup: the workload gets them with their default action once it unblocks them,
     # the init forwards them once its handlers are in place.
@@ -712,8 +735,6 @@ def _init(ctx, c) -> None:
         os.close(w_final)
         _exec(ctx, c, me)
     os.close(w_status)
-    if c.pty is not None:
-        os.close(c.pty.slave)
 
     # The workload has a session and a terminal of its own: what its terminal's keys send
     # reaches it directly, what the supervisor forwards (and SIGCONT after a reflected stop)

@@ -1,21 +1,24 @@
-"""The workload's terminal: a fresh pseudo-terminal that the supervisor relays.
+"""The workload's terminal: a fresh pseudo-terminal, or none, relayed by the supervisor.
 
-A workload never shares the caller's terminal.  It runs in a session of its own (``setsid``,
+A workload never holds the caller's terminal.  It runs in a session of its own (``setsid``,
 done by :mod:`secrun.launch` for every launch), so it cannot make itself the foreground of the
-caller's terminal (``TIOCSPGRP``), stop the supervisor with ``SIGTTOU``, read what the user
-types next into their shell, or signal the caller's process group.  When secrun's standard
-streams include a terminal, the workload gets a new pseudo-terminal instead (like ``sudo``'s
-``use_pty``, ``docker run -t`` or ``ssh``): the pty is its controlling terminal, and the
-supervisor copies bytes between it and the caller's terminal, which it puts in raw mode while
-secrun is in the foreground.  Keys such as ^C and ^Z reach the workload through its own
-terminal's line discipline, as they would outside.
+caller's terminal (``TIOCSPGRP``), stop the supervisor with ``SIGTTOU``, or signal the caller's
+process group; and no process of the sandbox (pid 1 included) has a descriptor of the caller's
+terminal, so none can read what the user types into their shell, change its settings, or reopen
+it through ``/proc/self/fd``.  The child replaces each standard stream that is a terminal
+before its first stage:
 
-``--tty`` chooses: ``auto`` (default: a pty when stdin, stdout or stderr is a terminal),
-``always`` (``-t``: a pty even when none is) or ``never`` (``-T``: no pty; the workload has no
-controlling terminal, and a terminal on stdin is replaced by ``/dev/null`` so that a background
-workload cannot read what is typed to the shell; output streams are passed as they are).
+- ``--tty=auto`` (a terminal among stdin, stdout, stderr) or ``always`` (``-t``): with a new
+  pseudo-terminal (like ``sudo``'s ``use_pty``, ``docker run -t`` or ``ssh``), which becomes the
+  workload's controlling terminal.  The supervisor copies bytes between it and the caller's
+  terminal, which it puts in raw mode while secrun is in the foreground; keys such as ^C reach
+  the workload through its own terminal's line discipline.
+- ``--tty=never`` (``-T``): no terminal at all; a terminal stdin becomes ``/dev/null`` and a
+  terminal stdout or stderr a pipe whose bytes the supervisor copies to the caller's terminal.
 
-This module is imported only when a pty is used; launches without a terminal never load it.
+The supervisor's copying never blocks on the sandbox: the pty and the pipes are non-blocking,
+input waits in a bounded buffer, and what is left when the workload has ended is copied for at
+most a quarter of a second.  This module is imported only when a terminal is involved.
 """
 
 import os
@@ -24,52 +27,205 @@ MODES = ("auto", "always", "never")
 TIOCSCTTY = 0x540E
 TIOCGWINSZ = 0x5413
 TIOCSWINSZ = 0x5414
+INPUT_BUFFER = 1 << 16
+DRAIN_SECONDS = 0.25
+# Signals whose default action ends secrun without its handlers: the caller's terminal is
+# given back first (SIGKILL cannot be caught; a shell such as bash restores it then).
+RESTORE_ON = ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGPWR", "SIGSTKFLT",
+              "SIGIO", "SIGPIPE", "SIGTRAP", "SIGSYS")
 
 
-def wanted(mode: str) -> bool:
-    if mode == "always":
+class _Relay:
+    """What the child puts over its standard streams (``child_map``: stream -> descriptor)
+    and what the supervisor copies afterwards (``copies``: readable -> writable)."""
+
+    def __init__(self):
+        self.child_map: dict = {}
+        self.copies: dict = {}
+        self.child_ends: list = []  # descriptors only the child needs
+        self.master = -1  # the pty's master side, when there is one
+        self.user = None
+        self.saved = None
+        self.inbuf = b""
+        self.stdin_open = False
+
+    # --- child side (right after setsid, before any stage) -------------------------------------
+
+    def install_child(self) -> None:
+        for fd, src in self.child_map.items():
+            os.dup2(src, fd)
+        for fd in self.child_ends:
+            if fd not in self.child_map:
+                os.close(fd)
+
+    def controlling(self) -> None:
+        """In the process that execs (a session leader): take the terminal, if there is one."""
+
+    # --- supervisor side -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After fork, in the supervisor."""
+        import _signal
+
+        for fd in self.child_ends:
+            os.close(fd)
+        for src in self.copies:
+            os.set_blocking(src, False)
+        for name in RESTORE_ON:
+            sig = getattr(_signal, name, None)
+            if sig is not None and _signal.getsignal(sig) == _signal.SIG_DFL:
+                _signal.signal(sig, self._die)
+        _signal.signal(_signal.SIGCONT, self._continued)
+        self.resume()
+
+    def _die(self, sig, frame):
+        import _signal
+
+        self.suspend()
+        _signal.signal(sig, _signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+
+    def _continued(self, sig, frame):
+        self.resume()
+
+    def suspend(self) -> None:
+        """The user's terminal as it was (secrun stops, or ends)."""
+
+    def resume(self) -> None:
+        """Raw mode again, if secrun is the terminal's foreground."""
+
+    def relay(self, waiter):
+        """Copy until the workload ended (``waiter``, a :class:`secrun.launch._Waiter`, is asked
+        whenever a signal arrives, SIGCHLD included, or one of its descriptors is readable);
+        its wait status.  Runs in the supervisor's only thread: a thread cannot be started once
+        secrun has made a pid namespace for its child."""
+        import _signal
+        import select
+        import time
+
+        r_wake, w_wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.signal(_signal.SIGCHLD, _noop)
+        old_wake = _signal.set_wakeup_fd(w_wake)
+        poller = select.poll()
+        extra = waiter.fds()
+        for fd in [r_wake, *extra, *self.copies]:
+            poller.register(fd, select.POLLIN)
+        self._stdin_poll(poller)
+        try:
+            status = waiter.step()
+            while status is None:
+                try:
+                    events = poller.poll()
+                except OSError:
+                    events = []
+                for fd, ev in events:
+                    if fd == r_wake:
+                        _drain(r_wake)
+                        continue
+                    if fd == 0:
+                        self._read_input(poller)
+                        continue
+                    if fd == self.master and ev & select.POLLOUT:
+                        self._write_input(poller)
+                    if fd in self.copies and ev & (select.POLLIN | select.POLLHUP |
+                                                   select.POLLERR):
+                        if not self._copy(fd):
+                            poller.unregister(fd)
+                status = waiter.step()
+            # what the workload wrote before it ended, for a bounded time (a process that
+            # outlived it may keep writing)
+            end = time.monotonic() + DRAIN_SECONDS
+            drain = select.poll()
+            for fd in self.copies:
+                drain.register(fd, select.POLLIN)
+            live = len(self.copies)
+            while live and time.monotonic() < end:
+                ready = drain.poll(max(0, int((end - time.monotonic()) * 1000)))
+                if not ready:
+                    break
+                for fd, _ev in ready:
+                    if not self._copy(fd):
+                        drain.unregister(fd)
+                        live -= 1
+            return status
+        finally:
+            _signal.set_wakeup_fd(old_wake)
+            os.close(r_wake)
+            os.close(w_wake)
+
+    def _copy(self, src) -> bool:
+        try:
+            data = os.read(src, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # EIO: every slave descriptor is closed
+        if not data:
+            return False
+        try:
+            _write_all(self.copies[src], data)
+        except OSError:
+            pass
         return True
-    if mode == "never":
-        return False
-    return any(os.isatty(fd) for fd in (0, 1, 2))
+
+    def _stdin_poll(self, poller) -> None:
+        pass
+
+    def _read_input(self, poller) -> None:
+        pass
+
+    def _write_input(self, poller) -> None:
+        pass
+
+    def finish(self) -> None:
+        """Give the user their terminal back as it was."""
+        self.suspend()
+        for src in self.copies:
+            try:
+                os.close(src)
+            except OSError:
+                pass
 
 
-class Pty:
+class Pty(_Relay):
     """The pseudo-terminal of one launch.  Made in the supervisor before fork."""
 
     def __init__(self):
         import termios
 
+        super().__init__()
         self.termios = termios
-        self.master, self.slave = os.openpty()
+        self.master, slave = os.openpty()
         os.set_inheritable(self.master, False)
-        os.set_inheritable(self.slave, False)
+        os.set_inheritable(slave, False)
         # which of secrun's standard streams are terminals: those become the pty inside
-        self.targets = [fd for fd in (0, 1, 2) if os.isatty(fd)] or [0, 1, 2]
+        targets = [fd for fd in (0, 1, 2) if os.isatty(fd)] or [0, 1, 2]
+        self.child_map = {fd: slave for fd in targets}
+        self.child_ends = [slave]
+        self.tty_fd = targets[0]
         self.user = next((fd for fd in (0, 1, 2) if os.isatty(fd)), None)
-        self.saved = None
+        out = next((fd for fd in (1, 2, 0) if os.isatty(fd)), 1)
+        self.copies = {self.master: out}
+        self.stdin_open = self.user == 0 or 0 in targets
         if self.user is not None:
             try:
                 # the workload's terminal starts with the user's settings and size
-                termios.tcsetattr(self.slave, termios.TCSANOW, termios.tcgetattr(self.user))
+                termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(self.user))
             except termios.error:
                 pass
             self.resize()
 
-    # --- child side (before exec) -------------------------------------------------------------
-
-    def attach_child(self) -> None:
-        """In the process that execs, which leads a session of its own: make the pty its
-        controlling terminal and its standard streams."""
+    def controlling(self) -> None:
         from .kernel import check, libc
 
-        check(libc.ioctl(self.slave, TIOCSCTTY, 0), "ioctl(TIOCSCTTY)")
-        for fd in self.targets:
-            os.dup2(self.slave, fd)
-        if self.slave not in self.targets:
-            os.close(self.slave)
+        check(libc.ioctl(self.tty_fd, TIOCSCTTY, 0), "ioctl(TIOCSCTTY)")
 
-    # --- supervisor side -----------------------------------------------------------------------
+    def start(self) -> None:
+        import _signal
+
+        super().start()
+        if self.user is not None:
+            _signal.signal(_signal.SIGWINCH, self.resize)
 
     def resize(self, *_):
         import fcntl
@@ -82,18 +238,7 @@ class Pty:
         except OSError:
             pass
 
-    def start(self) -> None:
-        """After fork, in the supervisor: raw mode on the user's terminal, and the window size
-        passed on when it changes."""
-        import _signal
-
-        os.close(self.slave)
-        self.resume()
-        if self.user is not None:
-            _signal.signal(_signal.SIGWINCH, self.resize)
-
     def suspend(self) -> None:
-        """The user's terminal as it was (secrun stops, or ends)."""
         if self.saved is not None:
             try:
                 self.termios.tcsetattr(0, self.termios.TCSADRAIN, self.saved)
@@ -102,8 +247,6 @@ class Pty:
             self.saved = None
 
     def resume(self) -> None:
-        """Raw mode on the user's terminal, only while secrun is its foreground (a background
-        secrun must not touch it)."""
         termios = self.termios
         if self.saved is None and self.user == 0 and _foreground(0):
             try:
@@ -121,73 +264,83 @@ class Pty:
                 self.saved = None
         self.resize()
 
-    def relay(self, waiter):
-        """Copy between the caller's streams and the pty until the workload ended (``waiter``,
-        see :class:`secrun.launch._Waiter`, is asked whenever a signal arrives, SIGCHLD
-        included, or one of its descriptors is readable); its wait status.  Then copy what the
-        workload left in the pty.  Runs in the supervisor's only thread: a
-        thread cannot be started once secrun has made a pid namespace for its child."""
-        import _signal
+    # input: the caller's stdin -> a bounded buffer -> the pty, never blocking on either
+
+    def _stdin_poll(self, poller) -> None:
         import select
 
-        r_wake, w_wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        _signal.signal(_signal.SIGCHLD, _noop)
-        old_wake = _signal.set_wakeup_fd(w_wake)
-        out = next((fd for fd in (1, 2, 0) if os.isatty(fd)), 1)
-        inputs = [self.master, r_wake, *waiter.fds()]
-        if self.user == 0 or 0 in self.targets:
-            inputs.append(0)
-        try:
-            status = waiter.step()
-            while status is None:
-                try:
-                    ready = select.select(inputs, [], [])[0]
-                except OSError:
-                    ready = []
-                if r_wake in ready:
-                    _drain(r_wake)
-                if self.master in ready and not self._copy_out(out):
-                    inputs.remove(self.master)
-                if 0 in ready:
-                    try:
-                        data = os.read(0, 65536)
-                    except OSError:
-                        data = b""
-                    if data:
-                        _write_all(self.master, data)
-                    else:
-                        inputs.remove(0)
-                        # end of input: the terminal's end-of-file character, as typed
-                        cc = self.termios.tcgetattr(self.master)[6]
-                        _write_all(self.master, cc[self.termios.VEOF])
-                status = waiter.step()
-            # what the workload wrote before it ended is still in the pty
-            while self.master in inputs and select.select([self.master], [], [], 0.02)[0]:
-                if not self._copy_out(out):
-                    break
-            return status
-        finally:
-            _signal.set_wakeup_fd(old_wake)
-            os.close(r_wake)
-            os.close(w_wake)
+        if self.stdin_open:
+            poller.register(0, select.POLLIN)
 
-    def _copy_out(self, out) -> bool:
+    def _read_input(self, poller) -> None:
+        import select
+
         try:
-            data = os.read(self.master, 65536)
+            data = os.read(0, INPUT_BUFFER - len(self.inbuf))
         except OSError:
-            return False  # EIO: every slave descriptor is closed
+            data = b""
         if not data:
-            return False
+            poller.unregister(0)
+            self.stdin_open = False
+            # end of input: the terminal's end-of-file character, as typed
+            data = self.termios.tcgetattr(self.master)[6][self.termios.VEOF]
+        self.inbuf += data
+        if len(self.inbuf) >= INPUT_BUFFER and self.stdin_open:
+            poller.unregister(0)  # full: read again once the workload took some
+        poller.register(self.master, select.POLLIN | select.POLLOUT)
+
+    def _write_input(self, poller) -> None:
+        import select
+
         try:
-            _write_all(out, data)
+            n = os.write(self.master, self.inbuf)
+        except BlockingIOError:
+            n = 0
         except OSError:
-            pass
-        return True
+            self.inbuf = b""
+            n = 0
+        self.inbuf = self.inbuf[n:]
+        if not self.inbuf:
+            poller.register(self.master, select.POLLIN)
+            if self.stdin_open:
+                poller.register(0, select.POLLIN)
 
     def finish(self) -> None:
-        """Give the user their terminal back as it was."""
-        self.suspend()
-        os.close(self.master)
+        super().finish()  # closes the master
+
+
+class Pipes(_Relay):
+    """``--tty=never``: each terminal among stdout and stderr becomes a pipe inside, copied to
+    it by the supervisor (stdin, if a terminal, is replaced by /dev/null in the child)."""
+
+    def __init__(self):
+        super().__init__()
+        for fd in (1, 2):
+            if os.isatty(fd):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                self.child_map[fd] = w
+                self.child_ends.append(w)
+                self.copies[r] = fd
+        if os.isatty(0):
+            null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            self.child_map[0] = null
+            self.child_ends.append(null)
+
+
+def needed(mode: str):
+    """The relay a launch with ``--tty=MODE`` needs here, or None."""
+    if mode == "never":
+        return Pipes() if any(os.isatty(fd) for fd in (0, 1, 2)) else None
+    if mode == "always" or any(os.isatty(fd) for fd in (0, 1, 2)):
+        return Pty()
+    return None
+
+
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _noop(*_):
@@ -200,13 +353,6 @@ def _drain(fd) -> None:
             pass
     except OSError:
         pass
-
-
-def _foreground(fd: int) -> bool:
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

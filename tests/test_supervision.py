@@ -557,3 +557,99 @@ def test_group_lock_fact(tmp_path):
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the test lock was dropped
     os.close(fd)
     assert audit_facts.group_locked({"memory": "/sys/fs/cgroup/memory"}) == "none"
+
+
+# --- no process of the sandbox holds the caller's terminal --------------------------------------
+
+def _on_terminal(argv, data=b"", timeout=30):
+    """Run ``argv`` with a new terminal as its stdin, stdout and stderr (the "caller's"); (exit
+    status, output, the terminal's device number)."""
+    master, slave = os.openpty()
+    rdev = os.fstat(slave).st_rdev
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, cwd="/")
+    os.close(slave)
+    if data:
+        time.sleep(0.5)
+        os.write(master, data)
+    out = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r, _, _ = select.select([master], [], [], 0.1)
+        if r:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                chunk = b""
+            out += chunk
+            if not chunk and proc.poll() is not None:
+                break
+        elif proc.poll() is not None:
+            break
+    rc = proc.wait(timeout=max(1, end - time.monotonic()))
+    os.close(master)
+    return rc, out.decode(errors="replace"), rdev
+
+
+DEVICES = ("import os\nfor p in ['/proc/1/fd/0', '/proc/1/fd/1', '/proc/1/fd/2', "
+           "'/proc/self/fd/0', '/proc/self/fd/1', '/proc/self/fd/2']:\n"
+           "    try:\n        print(p, os.stat(p).st_rdev)\n"
+           "    except OSError as e:\n        print(p, 'errno', e.errno)\n")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("tty", ["-t", "-T"])
+def test_no_sandbox_process_holds_the_callers_terminal(profile, tty):
+    """The caller's terminal is not reachable from inside: not through the workload's own
+    streams (a pty, or pipes and /dev/null with -T) and not through pid 1's
+    (/proc/1/fd/N; pid 1 is not dumpable).  Reaching it let a background workload read what
+    the user typed, even with -T (by reopening its own stderr)."""
+    rc, out, rdev = _on_terminal([SECRUN, tty, "-p", profile, "--", "python3", "-I", "-c",
+                                  DEVICES])
+    assert rc == 0, out
+    seen = [line for line in out.splitlines() if line.startswith("/proc/")]
+    assert len(seen) == 6, out
+    assert not any(line.split()[-1] == str(rdev) for line in seen), (rdev, out)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_pid_1_is_not_reachable_from_the_workload(profile, tmp_path):
+    """The workload may not open pid 1's descriptors or memory (it shares pid 1's uid, and pid
+    1 is its parent: without this it could clear pid 1's death signal or forge its records)."""
+    code = ("import os\nfor p in ('/proc/1/fd/0', '/proc/1/mem'):\n    try:\n"
+            "        open(p, 'rb').close()\n"
+            "        print(p, 'open')\n    except OSError as e:\n        print(p, e.errno)\n")
+    r = run_secrun("-p", profile, "--", "python3", "-I", "-c", code, cwd=tmp_path)
+    assert r.rc == 0, r
+    assert "open" not in r.out and r.out.count("/proc/1/") == 2, r
+
+
+def test_relay_does_not_block_on_input_nobody_reads():
+    """Input the workload never reads (300 KB piped into a pty, the workload only sleeps):
+    secrun ends when the workload does."""
+    t0 = time.monotonic()
+    cp = subprocess.run(["sh", "-c", f"head -c 300000 /dev/zero | {SECRUN} -t -p strict -- "
+                         "sh -c 'sleep 1'"], capture_output=True, timeout=60, cwd="/")
+    assert cp.returncode == 0, cp
+    assert time.monotonic() - t0 < 15
+
+
+def test_relay_ends_when_the_workload_does_though_a_leftover_writes(write_profile):
+    """Without a pid namespace a process the workload left behind may keep writing to the
+    terminal: secrun still returns (the copying after the workload ended is bounded)."""
+    prof = write_profile("""
+        extends = ["default"]
+        [namespaces]
+        pid = false
+        """)
+    marker = f"leftover-{random.randrange(10**6)}"
+    t0 = time.monotonic()
+    try:
+        cp = subprocess.run([SECRUN, "-t", "-p", prof, "--", "sh", "-c",
+                             f"setsid sh -c 'while :; do echo x; sleep 0.01; done' {marker} & "
+                             "sleep 0.3; exit 3"],
+                            capture_output=True, timeout=60, cwd="/")
+        assert cp.returncode == 3, cp
+        assert time.monotonic() - t0 < 15
+    finally:
+        subprocess.run(["pkill", "-f", marker])
