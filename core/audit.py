@@ -245,7 +245,8 @@ def run_live(profiles, sets, extra_plugins, python, timeout=60.0,
     with open(probe.__file__) as f:
         source = f.read()
     # --no-cache: verify the plan just compiled for the rows, never an older cached one.
-    cmd = [sys.executable, "-I", "-m", "secrun", "--no-cache"]
+    # -t: the probe runs on a pty of its own, the path an interactive launch takes
+    cmd = [sys.executable, "-I", "-m", "secrun", "--no-cache", "-t"]
     for p in profiles:
         cmd += ["--profile", p]
     for s in sets:
