@@ -262,6 +262,9 @@ def _launch(ctx, dispatch, sup, tty) -> int:
         _child(ctx, dispatch, c)
     ctx.pid = sup.target = pid
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
+    # The supervisor holds the caller's terminal and its pipes to the sandbox: a workload of
+    # the same uid may not open them through /proc/<secrun>/fd, nor ptrace secrun.
+    _prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
     os.close(c.w_status)
     os.close(c.r_go)
     os.close(c.w_final)

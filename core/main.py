@@ -129,11 +129,13 @@ _UNSAFE_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBA
 
 
 def _isolate(argv: list) -> None:
-    """A privileged secrun never honours the caller's Python environment.  The installed
-    command starts the interpreter with ``-IS`` (see deps/secrun-launcher.in); where another
-    installer wrote a console script without it and secrun runs as root (or set-id) with a
-    variable that loads code set, secrun starts itself again isolated before doing anything
-    else (keeping its ``-X`` options)."""
+    """A privileged secrun honours the caller's Python environment as little as it can.  The
+    installed command starts the interpreter with ``-IS`` (see deps/secrun-launcher.in): that
+    is what makes it safe.  Where another installer wrote a console script without it and
+    secrun runs as root (or set-id) with a variable that loads code set, secrun starts itself
+    again isolated (keeping its ``-X`` options), so none of its own imports come from that
+    variable; what the interpreter's start-up ran before this line (a ``sitecustomize`` on
+    PYTHONPATH, say) is beyond its reach."""
     import os
 
     if sys.flags.isolated or (os.geteuid() != 0 and os.getuid() == os.geteuid()):
