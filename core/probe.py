@@ -93,27 +93,19 @@ def ns_links(proc):
 
 def mounts(proc):
     """[(mount point, fstype, mount options, major:minor)] in mount order."""
-    rows = []
-    for line in _read(f"{proc}/mountinfo").splitlines():
-        parts = line.split(" ")
-        try:
-            sep = parts.index("-")
-        except ValueError:
-            continue
-        point = parts[4].replace("\\040", " ")
-        rows.append((point, parts[sep + 1], parts[5].split(","), parts[2]))
-    return rows
+    return [(m[2], m[3], m[4], m[6]) for m in mount_tree(proc)]
 
 
 def mount_tree(proc):
-    """[(id, parent id, mount point, fstype, per-mount options, root)] in mount order."""
+    """[(id, parent id, mount point, fstype, per-mount options, root, major:minor)] in mount
+    order, from ``PROC/mountinfo``."""
     rows = []
     for line in _read(f"{proc}/mountinfo").splitlines():
         parts = line.split(" ")
         try:
             sep = parts.index("-")
             rows.append((int(parts[0]), int(parts[1]), _unescape(parts[4]), parts[sep + 1],
-                         parts[5].split(","), _unescape(parts[3])))
+                         parts[5].split(","), _unescape(parts[3]), parts[2]))
         except (ValueError, IndexError):
             continue
     return rows
