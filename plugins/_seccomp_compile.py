@@ -252,7 +252,13 @@ def build_model(cfg: dict, import_path: str | None, resolve,
     m.default = parse_action(cfg["default_action"], "default_action")
     caps = held_caps(cfg["import_caps"])
     if import_path:
-        import_oci(m, import_path, caps, resolve)
+        try:
+            import_oci(m, import_path, caps, resolve)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+            # a field of the wrong JSON type somewhere in the file (the checks above name the
+            # common mistakes; this names the rest)
+            raise ConfigError(SECTION, "import", f"{import_path}: malformed Docker/OCI seccomp "
+                              f"profile ({type(e).__name__}: {str(e)[:120]})") from None
     m.badarch = parse_action(cfg["other_abis"], "other_abis")
     for a in cfg["arches"]:
         arch = a.lower().replace("-", "_")

@@ -399,3 +399,15 @@ def test_tmpfs_values_reach_the_kernel_as_written(profile):
     ops = P.build([path])["plan"]["filesystem"]["ops"]
     (options,) = [op[4] for op in ops if op[0] == "tmpfs" and op[1] == "/x"]
     assert dict(options) == {b"size": b"10485760", b"mode": b"700", b"nr_inodes": b"1024"}
+
+
+def test_a_malformed_docker_seccomp_file_is_one_error_line(profile, tmp_path):
+    """A Docker/OCI seccomp file with a field of the wrong JSON type (a capability given as a
+    number) is one error line naming the file, not a plugin bug."""
+    oci = tmp_path / "seccomp.json"
+    oci.write_text('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], '
+                   '"action": "SCMP_ACT_ALLOW", "includes": {"caps": [5]}}]}')
+    oci.chmod(0o644)
+    path = profile(strict_plus(f'[seccomp]\nimport = "{oci}"'))
+    line = one_error(cli("profiles", "check", path), path, "[seccomp].import")
+    assert "malformed" in line and "a bug in" not in line, line
