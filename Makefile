@@ -52,7 +52,8 @@ bytecode:
 # forwarded signals until secrun's handlers are in place.  pip writes console scripts without
 # interpreter options, hence this step.
 launcher:
-	@sed -e 's|@PYTHON@|$(abspath $(PY))|' deps/secrun-launcher.in > $(BIN)/secrun.tmp
+	@syspath=$$($(PY) -I -c 'import sys; print([p for p in sys.path if p.endswith("site-packages") or "__editable__" in p])'); \
+	  sed -e 's|@PYTHON@|$(abspath $(PY))|' -e "s|@SYSPATH@|$$syspath|" deps/secrun-launcher.in > $(BIN)/secrun.tmp
 	@chmod 755 $(BIN)/secrun.tmp && mv -f $(BIN)/secrun.tmp $(BIN)/secrun
 
 # The example goes in on stdin: strict does not show a working directory under a covered path
