@@ -23,16 +23,16 @@ most a quarter of a second.  This module is imported only when a terminal is inv
 
 import os
 
-MODES = ("auto", "always", "never")
 TIOCSCTTY = 0x540E
 TIOCGWINSZ = 0x5413
 TIOCSWINSZ = 0x5414
 INPUT_BUFFER = 1 << 16
 DRAIN_SECONDS = 0.25
 # Signals whose default action ends secrun without its handlers: the caller's terminal is
-# given back first (SIGKILL cannot be caught; a shell such as bash restores it then).
-RESTORE_ON = ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGPWR", "SIGSTKFLT",
-              "SIGIO", "SIGPIPE", "SIGTRAP", "SIGSYS")
+# given back first (SIGKILL cannot be caught; a shell such as bash restores it then).  SIGPIPE
+# and SIGXFSZ are not here: Python ignores them.
+RESTORE_ON = ("SIGALRM", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGPWR", "SIGSTKFLT", "SIGIO",
+              "SIGTRAP", "SIGSYS")
 
 
 class _Relay:
