@@ -168,7 +168,13 @@ def case_fork_bomb_contained(write_profile):
     assert r.rc == 0, r
     vals = dict(line.split() for line in r.out.splitlines())
     assert vals["max"] == "20", r
-    assert int(vals["failed_forks"]) > 0, r
+    # Forks were refused: counted by the kernel (pids.events, which secrun reports), not by
+    # the bomb's top process, whose own forks may all land before its descendants fill the
+    # limit (it reported 0 once while the kernel counted 109 refusals).
+    import re
+
+    refused = re.search(r"\((\d+) fork/clone call\(s\) failed with EAGAIN\)", r.err)
+    assert refused and int(refused.group(1)) > 0, r
     assert int(vals["peak"]) <= 20, r
     assert "hit the pids limit" in r.err and "pids_max = 20" in r.err, r
     assert time.monotonic() - t0 < 30
