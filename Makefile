@@ -31,13 +31,13 @@ venv: $(VENV)/.stamp
 # (PYTHONWARNINGS: setuptools' notices about editable installs are not for our users.)
 $(VENV)/.stamp: export PYTHONWARNINGS = ignore
 $(VENV)/.stamp: export PIP_DISABLE_PIP_VERSION_CHECK = 1
-$(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plugins/*.py tests/*-dist/pyproject.toml tests/*-dist/*.py tests/*-dist/*/*.py)
+$(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plugins/*.py tests/dists/*/pyproject.toml tests/dists/*/*.py tests/dists/*/*/*.py)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
 	  --config-settings editable_mode=strict -e '.[test]'
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
-	  tests/plugin-dist tests/audit-plugin-dist
+	  tests/dists/plugin-dist tests/dists/audit-plugin-dist
 	@$(MAKE) -s bytecode launcher
 	@touch $@
 
@@ -91,11 +91,11 @@ RELIABILITY   := build/reliability
 reliability: setup
 	@rm -rf $(RELIABILITY) && mkdir -p $(RELIABILITY)
 	-SECRUN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SECRUN_FUZZ_REPORT=$(RELIABILITY)/fuzz.json \
-	  $(PYTEST) -q --junitxml=$(RELIABILITY)/fuzz.xml tests/test_fuzz.py
+	  $(PYTEST) -q --junitxml=$(RELIABILITY)/fuzz.xml tests/host/test_fuzz.py
 	-SECRUN_SOAK_KILLS=$(SOAK_KILLS) SECRUN_SOAK_SIGNALS=$(SOAK_SIGNALS) $(PYTEST) -q \
-	  --junitxml=$(RELIABILITY)/soak.xml tests/test_supervision.py tests/test_faults.py \
+	  --junitxml=$(RELIABILITY)/soak.xml tests/host/test_supervision.py tests/host/test_faults.py \
 	  -k "sigkill_of_the_supervisor or signal_at_any_point_of_the_launch"
-	$(PY) tests/test_fuzz.py $(RELIABILITY) docs/reliability.md \
+	$(PY) tests/host/test_fuzz.py $(RELIABILITY) docs/reliability.md \
 	  "FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SOAK_KILLS=$(SOAK_KILLS) SOAK_SIGNALS=$(SOAK_SIGNALS)"
 
 # Launch latency, throughput, memory and seccomp overhead against the peers (docs/benchmarks.md).

@@ -1,4 +1,4 @@
-/* Test helper for tests/test_seccomp.py: makes system calls the Python interpreter cannot make
+/* Test helper for tests/host/test_seccomp.py: makes system calls the Python interpreter cannot make
  * (through the i386 and x32 ABIs) and a tight getppid loop for the overhead measurement.
  *   probe int80      getpid through the i386 ABI (int 0x80, eax = 20); prints the result
  *   probe x32        getpid through the x32 ABI (nr 39 | __X32_SYSCALL_BIT); prints the result

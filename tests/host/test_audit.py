@@ -1,8 +1,8 @@
 """``secrun audit``: planned, live (a probe inside the real sandbox) and ``--pid``.
 
 Every test runs the real ``secrun`` binary; the live ones launch real sandboxes on this kernel.
-The lying plugin (``tests/audit-plugin-dist``, entry point ``audit-liar``) is pip-installed into
-the venv once per session if it is not there yet.
+The lying plugin (``tests/dists/audit-plugin-dist``, entry point ``audit-liar``) is pip-installed
+into the venv once per session if it is not there yet.
 """
 
 import json
@@ -18,7 +18,7 @@ import pytest
 from support import REPO, needs_root, run_secrun
 
 AUDIT_DOC = os.path.join(REPO, "docs", "audit.md")
-LIAR_DIST = os.path.join(REPO, "tests", "audit-plugin-dist")
+LIAR_DIST = os.path.join(REPO, "tests", "dists", "audit-plugin-dist")
 
 
 def audit_json(*args, rc=0):

@@ -3,7 +3,7 @@ each controller (here: hybrid, the v1 controllers enforce and the v2 tree tracks
 
 Every check launches the real ``secrun`` and observes from inside the sandbox (the group's own
 control files, fork()'s errno, CPU time the kernel accounted) or from the host's cgroup tree.
-``tests/test_cgroups_v2.py`` runs the same cases in the user-mode-linux guest (pure v2); the
+``tests/guest/test_cgroups_v2.py`` runs the same cases in the user-mode-linux guest (pure v2); the
 cases live here as ``case_*`` functions so both files share them.
 """
 
@@ -424,7 +424,7 @@ print("v2", [l for l in open("/proc/self/cgroup") if l.startswith("0::")][0].str
 def audit_facts(prof):
     """The cgroups plugin's audit rows for a profile, and the ``expect`` facts they claim about
     cgroup files (``cgroup.locked``, the run's lock, is read by the auditor, not from a file;
-    see tests/test_supervision.py)."""
+    see tests/host/test_supervision.py)."""
     from secrun import plan as _plan
     from secrun.context import Context
     from secrun.plugins.cgroups import secrun_audit

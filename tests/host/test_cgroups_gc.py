@@ -7,7 +7,7 @@ of another process on the host (secrun in ``unshare --pid --fork`` is pid 1 or 2
 supervisor killed with SIGKILL leaves its groups behind: the next launch removes the empty
 ones next to its own groups, and ``gc`` kills what is left and removes the rest.
 
-The ``case_*`` functions only use what every layout has, so ``tests/test_cgroups_v2.py`` runs
+The ``case_*`` functions only use what every layout has, so ``tests/guest/test_cgroups_v2.py`` runs
 them in the pure cgroup v2 guest too.
 """
 

@@ -690,7 +690,7 @@ def test_strict_does_not_show_a_covered_working_directory(wdir):
     empty tmpfs), the working directory is not bound back (that would re-expose what the cover
     hides): the workload starts in /, with one warning, and nothing of the covered directory is
     in the view.  (Until issue 12 it was bound back read-only, visible_cwd; see
-    tests/test_fs_escapes.py for the escapes that made it go.)"""
+    tests/host/test_fs_escapes.py for the escapes that made it go.)"""
     sibling = tempfile.mkdtemp(prefix="secrun-fs-sibling-", dir="/var/tmp")
     try:
         write(wdir, "app.sh", "#!/bin/sh\necho app ran in $(pwd)\n", mode=0o755)

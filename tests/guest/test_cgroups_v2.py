@@ -1,7 +1,7 @@
 """The ``cgroups`` plugin's v2 implementation, in the user-mode-linux guest (pure cgroup v2 with
 the cpu, io, memory and pids controllers; see ``tests/guest/run-guest-suites``).
 
-The cases are those of ``tests/test_cgroups.py`` (shared ``case_*`` functions), here against
+The cases are those of ``tests/host/test_cgroups.py`` (shared ``case_*`` functions), here against
 ``memory.max``, ``pids.max``, ``cpu.max``, ``memory.events`` and ``cgroup.kill``.
 """
 
@@ -179,7 +179,7 @@ def test_tracking_only_group_kills_leftovers(write_profile):
     case_tracking_only_group_kills_leftovers(write_profile)
 
 
-# --- liveness by the run's lock, leftovers of a killed secrun (tests/test_cgroups_gc.py) --------
+# --- liveness by the run's lock, leftovers of a killed secrun (tests/host/test_cgroups_gc.py)
 
 @pytest.mark.parametrize("ns_pid", [1, 2])
 def test_gc_keeps_a_live_run_in_a_pid_namespace(write_profile, ns_pid):

@@ -276,7 +276,7 @@ def test_a_removed_working_directory_is_one_line(tmp_path, args):
 # --- the plan cache --------------------------------------------------------------------------
 
 def test_a_structurally_wrong_cache_entry_is_a_clean_miss(tmp_path, monkeypatch):
-    # (The full set of damaged cache files is tests/test_plan_cache.py.)
+    # (The full set of damaged cache files is tests/host/test_plan_cache.py.)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     args = ["-n", "-p", "strict", "--", "true"]
