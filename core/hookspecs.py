@@ -2,37 +2,63 @@
 
 These docstrings are the plugin author's documentation; ``docs/hooks.md`` is generated from them
 (``make docs``).  A plugin is a Python module with functions decorated by ``secrun.hookimpl``,
-registered under the entry-point group ``secrun.plugins`` (see ``docs/plugins.md``).
+registered under the entry-point group ``secrun.plugins`` (see ``docs/plugins.md``); the
+built-in plugins are registered the same way, by secrun's own distribution.
 
 Lifecycle:
 
-1. *Declaring*: :func:`secrun_profile_sections` (and :func:`secrun_register_commands`).
-2. *Planning*, in secrun before anything runs, and cached: :func:`secrun_compile`, then
-   :func:`secrun_audit` when an audit is asked for.
+1. *Declaring*: :func:`secrun_profile_sections`, :func:`secrun_facts`,
+   :func:`secrun_audit_categories` (and :func:`secrun_register_commands`).
+2. *Planning*, in secrun before anything runs, and cached: :func:`secrun_compile` (in the order
+   the declared facts require), then :func:`secrun_audit` when an audit is asked for, and
+   :func:`secrun_live_facts` when it looks at a running sandbox.
 3. *Launching*: one hook per stage of :data:`secrun.stages.STAGES`, in that order, parent-side
-   and child-side.  A plugin's stage hooks are called only when the effective profile contains
-   one of the plugin's sections.
+   and child-side.  A plugin's hooks are called only when the effective profile contains one
+   of the plugin's sections (it is *active*).
 4. *Cleaning up*: :func:`secrun_cleanup`.
 
-Every hook receives ``ctx``, a :class:`secrun.context.Context`: ``ctx.config[section]`` is the
-validated, merged section (a dict of plain values); ``ctx.plan[section]`` is what the plugin's
-``secrun_compile`` stored (plain data: it is cached with ``marshal``); ``ctx.state`` is a per-run
-dict for the plugin's own runtime state (use your section name as the key).
+Each phase passes its own context (:mod:`secrun.context`): a
+:class:`~secrun.context.PlanContext` to ``secrun_compile``, a
+:class:`~secrun.context.RunContext` to the stage hooks and ``secrun_cleanup``, an
+:class:`~secrun.context.AuditContext` to ``secrun_audit`` and ``secrun_live_facts``.  All of
+them offer ``ctx.config[section]`` (the validated, merged section: a dict of plain values),
+``ctx.fact(name)``, ``ctx.warn(text)`` and ``ctx.log(text)``; ``ctx.plan`` is the plugin's own
+compiled plan and ``ctx.state`` its own per-run dict.  No plugin sees another's plan: what one
+plugin tells others is a *fact* it declares and publishes (see :func:`secrun_facts`).
 
-Failing: raise :class:`secrun.errors.SetupError` ("which syscall or file", "what went wrong")
-or let an ``OSError`` escape.  The launch stops before exec, the workload never runs, and secrun
-exits 125 naming the stage and the plugin — unless the section says ``required = false``, in
-which case the failure is reported on stderr and in the audit, and the launch goes on.
+Failing: raise :class:`secrun.errors.SetupError` (the syscall or file, and what went wrong; it
+keeps the errno) or let an ``OSError`` escape.  The launch stops before exec, the workload never
+runs, and secrun exits 125 naming the stage and the plugin — unless the section says
+``required = false``, in which case the failure is reported on stderr and in the audit, and the
+launch goes on.
 
 Stage hooks must be plain functions (no wrappers): a cached launch replays, without pluggy, the
-call order pluggy computed at planning time.
+call order pluggy computed at planning time, importing only the modules that define the stage
+hooks (keep planning code in another module: a launch from the cache never imports it).
 
-Imports: the core imports every active plugin module in the supervisor before fork; after the
-``mounts`` stage the child may no longer see the Python installation.  Import what child stages
-need at module level, never inside a child-stage hook.
+Threads: no thread may be alive when the core forks (a multi-threaded process cannot enter a new
+user or time namespace, and a lock held by a thread stays held in the child).  Work that should
+overlap the child's setup starts in a parent-side stage after the fork (``after_fork``) and ends
+by the next one that needs it.
+
+Imports: the core imports every active plugin's stage module in the supervisor before fork;
+after the ``mounts`` stage the child may no longer see the Python installation.  Import what
+child stages need at module level, never inside a child-stage hook.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .audit.categories import Category
+    from .context import AuditContext, PlanContext, RunContext
+    from .facts import Facts
+    from .schema import Section
 
 hookspec = pluggy.HookspecMarker("secrun")
 
@@ -40,7 +66,7 @@ hookspec = pluggy.HookspecMarker("secrun")
 # --- declaring ---------------------------------------------------------------------------------
 
 @hookspec
-def secrun_profile_sections():
+def secrun_profile_sections() -> list[Section]:
     """Return the profile sections this plugin owns, as a list of :class:`secrun.schema.Section`.
 
     Runs in: secrun, at planning time, once per plugin.  Two plugins declaring the same section
@@ -49,40 +75,75 @@ def secrun_profile_sections():
 
 
 @hookspec
-def secrun_register_commands(cli):
+def secrun_facts() -> Facts:
+    """Declare the facts this plugin publishes and the ones it reads: a
+    :class:`secrun.facts.Facts`.
+
+    Runs in: secrun, at planning time, once per plugin.  A fact is a named piece of plain data
+    one plugin knows about the launch and others need (``namespaces.user``: whether this launch
+    makes a user namespace; ``identity.uid``: the workload's uid; ...).  Its publisher sets it
+    with ``ctx.publish(name, value)`` in ``secrun_compile``; a plugin that declared it in
+    ``requires`` reads it with ``ctx.fact(name)`` in any later hook (compile, audit, stages).
+    The core runs ``secrun_compile`` of a fact's publishers before the compile of the plugins
+    that require it; a cycle is an error.  A fact no active plugin published reads as the
+    default its declaring publisher gave, else None.  Facts are cached with the plan.
+    """
+
+
+@hookspec
+def secrun_audit_categories() -> list[Category]:
+    """Return the scored categories of the exposure score this plugin contributes, as a list
+    of :class:`secrun.audit.categories.Category` (id, title, importance, how the live audit
+    judges it from facts).
+
+    Runs in: secrun, by ``secrun audit`` and ``secrun docs``.  Every registered plugin's
+    categories count, active or not: a category no active plugin reports on is exposure 1.0
+    (not confined).  Several plugins may contribute to one category id (e.g. AppArmor and
+    SELinux to ``mac``) if they agree on its importance.
+    """
+
+
+@hookspec
+def secrun_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``secrun`` command line (``cli`` is a :class:`click.Group`).
 
-    Runs in: secrun, only when a subcommand is being parsed (never on the launch path).
+    Runs in: secrun, only when a subcommand is being parsed (never on the launch path).  A
+    third-party plugin lists the command names it adds as entry points of the group
+    ``secrun.commands`` (name: the command word, value: the plugin module), so that
+    ``secrun WORD`` finds the plugin without loading any other; a built-in subcommand name
+    cannot be taken.  ``secrun -- WORD`` and ``secrun ./WORD`` still run a program.
     """
 
 
 # --- planning ----------------------------------------------------------------------------------
 
 @hookspec
-def secrun_compile(ctx):
-    """Check the plugin's sections deeply and precompute everything the launch needs.
+def secrun_compile(ctx: PlanContext) -> object:
+    """Check the plugin's sections deeply and precompute everything the launch needs; return
+    the plugin's plan (what its stage hooks later find as ``ctx.plan``).
 
     Runs in: secrun, before fork, at planning time; the result is cached and reused by later
     launches while the profile files, the plugin modules and the files recorded with
     ``ctx.depends_on(path)`` are unchanged.  So this hook must be pure: read files and the
-    kernel's fixed facts, but change nothing on the system, and store only plain data
-    (str, bytes, int, float, bool, None, list, tuple, dict) in ``ctx.plan[section]``.
+    kernel's fixed facts, but change nothing on the system, and return only plain data
+    (str, bytes, int, float, bool, None, list, tuple, dict): it is cached with ``marshal``.
+    Declare the plan's shape as a ``TypedDict`` so the stage hooks are type-checked.
 
     Raise :class:`secrun.errors.ConfigError` (section, key, message) for a bad value; the error
     names the profile file the value came from.  Unknown syscall names, capability names, users,
     units belong here, so ``secrun profiles check`` and ``--dry-run`` catch them.
 
-    A plan that is a dict may carry ``"notes"``: a list of one-line strings about the policy
-    that are not errors (e.g. which working directories the view will not show);
-    ``secrun profiles check`` prints them.
+    ``ctx.publish(name, value)`` sets the facts the plugin declared; ``ctx.note(text)`` records a
+    remark about the policy that is not an error (``secrun profiles check`` prints them).
     """
 
 
 @hookspec
-def secrun_audit(ctx):
+def secrun_audit(ctx: AuditContext) -> list[dict]:
     """Describe the controls this plugin will apply, for ``secrun audit``.
 
-    Runs in: secrun, after ``secrun_compile``, nothing applied.  Return a list of dicts with keys
+    Runs in: secrun, after ``secrun_compile``, nothing applied.  Return a list of
+    :class:`secrun.audit.rows.Row` (a ``TypedDict``) with keys
     ``control`` (short name), ``value`` (what will be applied, as text), ``status`` (one of
     ``enforced``, ``best-effort``, ``not-available``, ``not-configured``), ``weight`` (0.0–1.0,
     the fraction of the control's exposure that remains: 0.0 fully confined, 1.0 not at all;
@@ -90,10 +151,11 @@ def secrun_audit(ctx):
     ``section``/``key`` (where in the profile it comes from), ``detail``, ``category`` and
     ``expect``.
 
-    ``category`` names a row of the control table in ``docs/audit.md`` (e.g. ``seccomp.filter``,
-    ``namespaces.net``, ``filesystem.root``); the table gives each category its importance in the
-    exposure score.  Without it, the audit matches the row by its section, key and control name;
-    a row that matches no category is listed and checked live but does not change the score.
+    ``category`` names one of the scored categories the registered plugins declare with
+    :func:`secrun_audit_categories` (e.g. ``seccomp.filter``, ``namespaces.net``,
+    ``filesystem.root``; the table in ``docs/audit.md`` lists them with their importance).  A row
+    without a category (or with one nobody declared) is listed and checked live but does not
+    change the score.
 
     ``expect`` is what ``secrun audit --live`` must observe from inside the running sandbox for
     the row to count as in effect: a dict of *fact* -> expected value (strings; ``"A|B"``
@@ -139,20 +201,34 @@ def secrun_audit(ctx):
     """
 
 
+@hookspec
+def secrun_live_facts(ctx: AuditContext) -> dict[str, str]:
+    """Observe a running sandbox from outside and return facts about it: ``{name: value}``
+    (strings), for the ``expect`` of audit rows and the judges of audit categories.
+
+    Runs in: the auditing secrun (``secrun audit --live`` or ``--pid``), outside the sandbox;
+    ``ctx.pid`` is a process inside it (the audit's probe, or the process given with ``--pid``).
+    Read ``/proc/<pid>/...`` and the like; change nothing.  Name the facts after your plugin
+    (``myplugin.something``) and document them: a fact name no plugin and no probe provides
+    fails every ``expect`` that names it.  Called for every registered plugin, active or not.
+    """
+
+
 # --- launching: one hook per stage, in the order of secrun.stages.STAGES ---------------------
 
 @hookspec
-def secrun_prepare(ctx):
+def secrun_prepare(ctx: RunContext) -> None:
     """Stage ``prepare``. Runs in: the secrun supervisor, before fork.
 
     May assume: the plan is compiled; nothing has been changed on the system yet.  Use it for
     per-run resources (a cgroup, a loaded LSM profile) and record them in ``ctx.state`` so that
-    ``secrun_cleanup`` can undo them; cleanup runs for every plugin whose prepare ran.
+    ``secrun_cleanup`` can undo them (cleanup runs for every active plugin once the launch got
+    this far, also when another plugin's prepare failed: find your own state, or nothing).
     """
 
 
 @hookspec
-def secrun_user_namespace(ctx):
+def secrun_user_namespace(ctx: RunContext) -> None:
     """Stage ``user_namespace``. Runs in: the child, first thing after fork.
 
     May assume: nothing but fork has happened; the parent waits for this stage before running
@@ -161,7 +237,7 @@ def secrun_user_namespace(ctx):
 
 
 @hookspec
-def secrun_after_fork(ctx):
+def secrun_after_fork(ctx: RunContext) -> None:
     """Stage ``after_fork``. Runs in: the secrun supervisor; ``ctx.pid`` is the child's pid.
 
     May assume: the child has finished ``user_namespace`` and is blocked on the sync pipe; it
@@ -170,7 +246,7 @@ def secrun_after_fork(ctx):
 
 
 @hookspec
-def secrun_namespaces(ctx):
+def secrun_namespaces(ctx: RunContext) -> None:
     """Stage ``namespaces``. Runs in: the child, after the parent's ``after_fork``.
 
     May assume: the child's user namespace is mapped.  It is not yet in its cgroups (see
@@ -181,7 +257,7 @@ def secrun_namespaces(ctx):
 
 
 @hookspec
-def secrun_mounts(ctx):
+def secrun_mounts(ctx: RunContext) -> None:
     """Stage ``mounts``. Runs in: the child (pid 1 of a new pid namespace, if one was made).
 
     May assume: all namespaces exist.  Build the filesystem view here.
@@ -189,7 +265,7 @@ def secrun_mounts(ctx):
 
 
 @hookspec
-def secrun_attach(ctx):
+def secrun_attach(ctx: RunContext) -> None:
     """Stage ``attach``. Runs in: the secrun supervisor; ``ctx.pid`` is the process that will
     exec the workload (pid 1 of a new pid namespace if one was made, else the child).
 
@@ -200,12 +276,12 @@ def secrun_attach(ctx):
 
 
 @hookspec
-def secrun_hostname(ctx):
+def secrun_hostname(ctx: RunContext) -> None:
     """Stage ``hostname``. Runs in: the child, in its UTS namespace if one was made."""
 
 
 @hookspec
-def secrun_rlimits(ctx):
+def secrun_rlimits(ctx: RunContext) -> None:
     """Stage ``rlimits``. Runs in: the child, still privileged.
 
     Resource limits, umask, working directory and ``ctx.env`` (the environment the workload gets).
@@ -213,7 +289,7 @@ def secrun_rlimits(ctx):
 
 
 @hookspec
-def secrun_lsm(ctx):
+def secrun_lsm(ctx: RunContext) -> None:
     """Stage ``lsm``. Runs in: the child, still privileged.
 
     Set AppArmor/SELinux labels that take effect at exec (``aa_change_onexec``, ``setexeccon``).
@@ -221,7 +297,7 @@ def secrun_lsm(ctx):
 
 
 @hookspec
-def secrun_identity(ctx):
+def secrun_identity(ctx: RunContext) -> None:
     """Stage ``identity``. Runs in: the child.
 
     Supplementary groups, gid and uid of the workload (inside the user namespace, if any).
@@ -229,22 +305,22 @@ def secrun_identity(ctx):
 
 
 @hookspec
-def secrun_capabilities(ctx):
+def secrun_capabilities(ctx: RunContext) -> None:
     """Stage ``capabilities``. Runs in: the child, with its final identity."""
 
 
 @hookspec
-def secrun_no_new_privs(ctx):
+def secrun_no_new_privs(ctx: RunContext) -> None:
     """Stage ``no_new_privs``. Runs in: the child, after identity and capabilities."""
 
 
 @hookspec
-def secrun_landlock(ctx):
+def secrun_landlock(ctx: RunContext) -> None:
     """Stage ``landlock``. Runs in: the child; no_new_privs is set if the profile asked for it."""
 
 
 @hookspec
-def secrun_seccomp(ctx):
+def secrun_seccomp(ctx: RunContext) -> None:
     """Stage ``seccomp``. Runs in: the child, the very last stage before exec.
 
     May assume: every other control is applied and file descriptors other than 0-2 and the
@@ -253,7 +329,7 @@ def secrun_seccomp(ctx):
 
 
 @hookspec
-def secrun_started(ctx):
+def secrun_started(ctx: RunContext) -> None:
     """Stage ``started``. Runs in: the secrun supervisor, after the workload was exec'd.
 
     ``ctx.pid`` is the pid the supervisor waits for (the workload, or the sandbox's init).
@@ -261,9 +337,12 @@ def secrun_started(ctx):
 
 
 @hookspec
-def secrun_cleanup(ctx):
-    """Stage ``cleanup``. Runs in: the secrun supervisor, after the workload exited or the launch
-    failed after ``prepare``.
+def secrun_cleanup(ctx: RunContext) -> None:
+    """Stage ``cleanup``. Runs in: the secrun supervisor, after the workload exited, or after the
+    launch failed or was stopped at any point from ``prepare`` on.
+
+    Runs for every active plugin that implements it, in the order of the other parent stages,
+    whether or not that plugin's own ``prepare`` ran or succeeded (``ctx.state`` is then empty).
 
     ``ctx.status`` is the raw wait status (None if the workload never ran).  Kill leftovers,
     remove per-run resources, and explain the exit with ``ctx.report(text)`` (e.g. an OOM kill).

@@ -4,7 +4,10 @@ A plan is plain data (dict) so that it can be cached with :mod:`marshal` and rep
 :mod:`secrun.launch` without importing pluggy, tomllib or the profile code:
 
 - ``config`` / ``origins``: the effective, validated profile and where each value came from;
-- ``plan``: what each plugin's ``secrun_compile`` precomputed (e.g. seccomp BPF bytes);
+- ``plan``: {plugin: what its ``secrun_compile`` returned} (e.g. seccomp BPF bytes);
+- ``facts``: {name: value}, the facts the plugins published while compiling;
+- ``reads``: {plugin: the fact names it declared it reads};
+- ``notes``: remarks about the policy that are not errors (``secrun profiles check``);
 - ``dispatch``: {stage: [(module, function, plugin, required)]} in pluggy's call order;
 - ``plugins``: [(name, dist, version, file, builtin, sections)] of the loaded plugins;
 - ``profiles``: [(name, path, source)] the files merged, in order;
@@ -48,7 +51,7 @@ OpenSSL module costs ~17 ms) and hashing the plan (~70 µs for 26 KB).
 import os
 
 from . import __version__
-from .context import Context, working_directory
+from .context import PlanContext, working_directory
 from .errors import ConfigError, PluginError, ProfileError, SecrunError
 
 # A dependency whose ctime is this close to the build's start (or later) may have changed after
@@ -76,7 +79,16 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         raise ProfileError(f"profile {asking}: plugins: {e}") from None
     config, origins = profiles.merge(chain, plugins.sections, list(sets))
     active = plugins.active(config)
-    ctx = Context(config, origins, {})
+    from . import facts as _facts
+
+    reads = _facts.readable(plugins.facts)
+    ctx = PlanContext(config, origins, reads, _facts.publishable(plugins.facts))
+    ctx.facts.update(_facts.defaults(plugins.facts))
+    try:
+        order = _facts.compile_order(active, plugins.facts)
+    except PluginError as e:
+        raise ProfileError(f"profile {chain[-1].path}: {e}") from None
+    plans: dict = {}
 
     def blame(section, key) -> str:
         """Where a refused value came from: the file (or --set) that set [section].key, else
@@ -92,10 +104,18 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
             return "profile"
         return ("profile " if having[0] != profiles.COMMAND_LINE else "") + ", ".join(having)
 
-    for plugin, fn in plugins.order("secrun_compile", active):
+    compilers = dict(plugins.order("secrun_compile", active))
+    for plugin in order:
+        fn = compilers.get(plugin)
+        if fn is None:
+            continue
         ctx.plugin = plugin
         try:
-            fn(ctx=ctx)
+            got = fn(ctx=ctx)
+            if got is None:
+                got = ctx.plan.pop(plugin, None)
+            if got is not None:
+                plans[plugin] = got
         except ConfigError as e:
             raise ProfileError(f"{blame(e.section, e.key)}: {e}") from None
         except SecrunError:
@@ -115,7 +135,10 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         "version": __version__,
         "config": config,
         "origins": origins,
-        "plan": ctx.plan,
+        "plan": plans,
+        "facts": ctx.facts,
+        "reads": {p: list(reads.get(p, ())) for p in active},
+        "notes": ctx.notes,
         "dispatch": dispatch,
         "active": active,
         "plugins": [(i.name, i.dist, i.version, i.file, i.builtin, list(i.sections))
@@ -154,7 +177,8 @@ _MAX_SIZE = 64 << 20  # a plan is tens of KB; anything this large is not one of 
 
 # The fields of a plan and the types the launch path relies on.
 _SHAPE = (("version", str), ("config", dict), ("origins", dict), ("plan", dict),
-          ("dispatch", dict), ("active", list), ("plugins", list), ("profiles", list),
+          ("facts", dict), ("reads", dict), ("notes", list), ("dispatch", dict),
+          ("active", list), ("plugins", list), ("profiles", list),
           ("deps", list))
 
 

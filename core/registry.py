@@ -1,8 +1,10 @@
 """Loading plugins with pluggy.  Planning-time only: a cached launch never imports this.
 
-Built-in plugins are the modules named in :data:`BUILTINS`; they are also declared as entry
-points (group ``secrun.plugins``) in secrun's own ``pyproject.toml``, and a contract test keeps
-both lists equal.  The launch path does not scan entry points for them.
+Every plugin is an entry point of the group ``secrun.plugins``.  The built-in ones are those of
+secrun's own distribution: they are read from secrun's own ``entry_points.txt`` (one small file,
+not a scan of every installed distribution, which costs tens of milliseconds), always loaded,
+in the order that file lists them.  Their result is cached with the plan, so a launch from the
+cache reads no entry points at all.
 
 Third-party plugins are loaded only when asked for: by a profile's ``plugins = [...]`` key or
 by ``--plugin NAME``.  A root-run sandbox launcher must not run arbitrary installed code by
@@ -12,16 +14,55 @@ launch.  ``secrun plugins`` lists (and imports) every installed one.
 
 import importlib
 import os
+import sys
 
 import pluggy
 
 from . import __version__, hookspecs
 from .errors import PluginError
+from .facts import Facts
 from .stages import STAGE_NAMES, hook_name
 
 GROUP = "secrun.plugins"
-BUILTINS = ("process", "namespaces", "filesystem", "identity", "capabilities", "seccomp", "cgroups",
-            "apparmor", "selinux")
+COMMANDS_GROUP = "secrun.commands"
+
+
+def builtin_entry_points() -> dict[str, str]:
+    """{name: module} of the ``secrun.plugins`` entry points of secrun's own distribution, in
+    the order its ``entry_points.txt`` lists them (found on ``sys.path`` as
+    ``importlib.metadata.distribution("secrun")`` would find it)."""
+    for d in sys.path:
+        try:
+            names = sorted(e for e in os.listdir(d or ".")
+                           if e.startswith("secrun-") and e.endswith(".dist-info"))
+        except OSError:
+            continue
+        for name in names:
+            if name[len("secrun-"):-len(".dist-info")] != __version__:
+                continue
+            try:
+                with open(os.path.join(d, name, "entry_points.txt")) as f:
+                    return _group(f.read(), GROUP)
+            except OSError:
+                continue
+    raise PluginError(f"secrun {__version__}'s own entry points (secrun-{__version__}.dist-info/"
+                      f"entry_points.txt) are not on the module search path: reinstall secrun")
+
+
+def _group(text: str, group: str) -> dict[str, str]:
+    """The entries of one ``[group]`` of an entry_points.txt (an INI file)."""
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+        elif current == group and "=" in line:
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip()
+    return out
 
 
 class PluginInfo:
@@ -54,8 +95,8 @@ class Plugins:
         # With keep_going (for `secrun plugins`), a broken plugin is recorded here instead of
         # stopping everything: {name: error text}.
         self.errors: dict[str, str] = {}
-        for name in BUILTINS:
-            module = importlib.import_module(f"secrun.plugins.{name}")
+        for name, value in builtin_entry_points().items():
+            module = importlib.import_module(value.partition(":")[0].strip())
             self._register(PluginInfo(name, module, "secrun", __version__, True))
         wanted = list(third_party)
         eps = None
@@ -104,6 +145,17 @@ class Plugins:
                 self.owner[sec.name] = name
                 self.sections[sec.name] = sec
                 info.sections.append(sec.name)
+        self.facts: dict[str, Facts] = {}
+        for name, info in self.info.items():
+            impl = getattr(info.module, "secrun_facts", None)
+            declared = impl() if impl is not None else None
+            if declared is not None and not isinstance(declared, Facts):
+                err = f"plugin {name!r}: secrun_facts must return a secrun.facts.Facts"
+                if not keep_going:
+                    raise PluginError(err)
+                self.errors[name] = err
+                continue
+            self.facts[name] = declared or Facts()
 
     def _register(self, info: PluginInfo) -> None:
         try:
@@ -153,17 +205,21 @@ class Plugins:
                 table[stage] = rows
         return table
 
+    def categories(self) -> list:
+        """Every registered plugin's scored audit categories, [(plugin, Category)]."""
+        out = []
+        for name, fn in self.order("secrun_audit_categories", list(self.info)):
+            for cat in fn() or ():
+                out.append((name, cat))
+        return out
+
     def files(self) -> list[str]:
-        """Files whose change invalidates a cached plan: the planning code, every built-in
-        plugin module with its private helpers and data, and third-party plugin modules."""
+        """Files whose change invalidates a cached plan: the planning code, every file of the
+        built-in plugins (their packages and data), and third-party plugin modules."""
         core = os.path.dirname(os.path.abspath(__file__))
-        own = [os.path.join(core, f) for f in ("registry.py", "profiles.py", "plan.py",
+        own = [os.path.join(core, f) for f in ("registry.py", "compose.py", "plan.py", "facts.py",
                                                 "schema.py", "hookspecs.py", "launch.py")]
-        builtin_dir = os.path.join(core, "plugins")
-        for d in (builtin_dir, os.path.join(builtin_dir, "data")):
-            try:
-                own += [os.path.join(d, f) for f in sorted(os.listdir(d))
-                        if not f.startswith(".") and f != "__pycache__"]
-            except OSError:
-                pass
+        for d, dirs, files in os.walk(os.path.join(core, "plugins")):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__" and not x.startswith("."))
+            own += [os.path.join(d, f) for f in sorted(files) if not f.startswith(".")]
         return own + [i.file for i in self.info.values() if i.file and not i.builtin]

@@ -31,15 +31,18 @@ def test_every_hookspec_is_documented_and_tested():
             assert stage in STAGE_NAMES or name in tests.replace("hookspecs", ""), name
 
 
-def test_builtin_entry_points_match_the_builtin_list():
+def test_builtins_are_the_entry_points_of_secruns_distribution():
     import tomllib
 
-    from secrun.registry import BUILTINS
+    from secrun.registry import Plugins, builtin_entry_points
 
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
         eps = tomllib.load(f)["project"]["entry-points"]["secrun.plugins"]
-    assert set(eps) == set(BUILTINS)
-    assert all(eps[n] == f"secrun.plugins.{n}" for n in BUILTINS)
+    assert builtin_entry_points() == dict(sorted(eps.items()))
+    loaded = Plugins()
+    builtin = [n for n, i in loaded.info.items() if i.builtin]
+    assert builtin == list(builtin_entry_points())
+    assert all(loaded.info[n].module.__name__ == eps[n] for n in builtin)
 
 
 def test_plans_are_plain_data():
