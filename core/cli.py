@@ -174,21 +174,29 @@ def docs_cmd(out, check):
                           + " (run: make docs)")
 
 
-def _register_plugin_commands():
-    try:
-        from .registry import Plugins
+def _register_plugin_commands(plugin: str | None) -> None:
+    """Let the built-in plugins (and ``plugin``, a third-party one that adds the subcommand
+    being run) add their subcommands."""
+    from .registry import Plugins
 
-        pl = Plugins()
-        pl.pm.hook.secrun_register_commands(cli=cli)
-    except SecrunError:
-        raise
+    pl = Plugins([plugin] if plugin else [])
+    for name, fn in pl.order("secrun_register_commands", list(pl.info)):
+        before = dict(cli.commands)
+        fn(cli=cli)
+        taken = sorted(c for c, cmd in before.items() if cli.commands.get(c) is not cmd)
+        if taken:  # click would replace them silently
+            raise SecrunError(f"plugin {name!r} redefines the subcommand(s) "
+                              f"{', '.join(taken)}")
 
 
-def run_cli(argv) -> int:
-    if argv and argv[0] not in ("profiles", "plugins", "docs", "-h", "--help", "--version"):
-        _register_plugin_commands()
-    elif not argv or argv[0] in ("-h", "--help"):
-        _register_plugin_commands()
+def run_cli(argv, plugin: str | None = None) -> int:
+    """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``."""
+    if plugin is not None or not argv or argv[0] in ("-h", "--help"):
+        try:
+            _register_plugin_commands(plugin)
+        except SecrunError as e:
+            sys.stderr.write(f"secrun: error: {e}\n")
+            return e.exit_code
     try:
         rv = cli.main(args=argv, prog_name="secrun", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -8,6 +8,8 @@ CLI in :mod:`secrun.cli`.
 A word is a subcommand only as the very first argument; after any launch option or ``--``,
 words are the workload's.  So ``secrun -- audit`` or ``secrun ./audit`` runs a program named
 ``audit``, and ``secrun --profile strict ./app --profile x`` passes ``--profile x`` to ``./app``.
+Besides the built-in subcommands, a bare first word may name one an installed third-party
+plugin adds (:mod:`secrun.commands`).
 """
 
 import sys
@@ -168,6 +170,16 @@ def main(argv=None) -> int:
             from .cli import run_cli
 
             return run_cli(argv)
+        if not argv[0].startswith("-"):
+            # a bare first word: a subcommand a third-party plugin adds, or a program
+            from .commands import plugin_for
+
+            plugin = plugin_for(argv[0], SUBCOMMANDS + HELP)
+            if plugin is not None:
+                _release_signals()
+                from .cli import run_cli
+
+                return run_cli(argv, plugin)
         if as_command:
             # From here on a forwarded signal is recorded, and acted on at the next step of
             # the launch: before the fork it ends secrun with 128+N, nothing run.

@@ -19,12 +19,12 @@ import sys
 import pluggy
 
 from . import __version__, hookspecs
+from .commands import entry_point_group
 from .errors import PluginError
 from .facts import Facts
 from .stages import STAGE_NAMES, hook_name
 
 GROUP = "secrun.plugins"
-COMMANDS_GROUP = "secrun.commands"
 
 
 def builtin_entry_points() -> dict[str, str]:
@@ -42,27 +42,11 @@ def builtin_entry_points() -> dict[str, str]:
                 continue
             try:
                 with open(os.path.join(d, name, "entry_points.txt")) as f:
-                    return _group(f.read(), GROUP)
+                    return entry_point_group(f.read(), GROUP)
             except OSError:
                 continue
     raise PluginError(f"secrun {__version__}'s own entry points (secrun-{__version__}.dist-info/"
                       f"entry_points.txt) are not on the module search path: reinstall secrun")
-
-
-def _group(text: str, group: str) -> dict[str, str]:
-    """The entries of one ``[group]`` of an entry_points.txt (an INI file)."""
-    out: dict[str, str] = {}
-    current = None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1].strip()
-        elif current == group and "=" in line:
-            name, _, value = line.partition("=")
-            out[name.strip()] = value.strip()
-    return out
 
 
 class PluginInfo:

@@ -121,7 +121,7 @@ def j_rlimits(facts):
 
 
 def j_seccomp(facts):
-    from .probe import SYSCALLS
+    from ..probe import SYSCALLS
 
     mode = _f(facts, "status.Seccomp", "0")
     probed = [_f(facts, f"syscall.{n}") for n in SYSCALLS]
@@ -209,15 +209,31 @@ def j_landlock(facts):
 # --- the table ---------------------------------------------------------------------------------
 
 class Category:
+    """A scored category of the exposure score, as a plugin declares it in
+    ``secrun_audit_categories``.
+
+    - ``id``: dotted name, by convention ``<plugin>.<aspect>`` (``seccomp.filter``); audit rows
+      name it in their ``category``.
+    - ``title``: a few words for the report; ``meaning``: one line for ``docs/audit.md``.
+    - ``importance``: its weight in the score (the built-in ones range 0.05-1.2).
+    - ``judge(facts) -> (residual, observed text) | None``: how a running process is scored
+      from the facts the live audit gathered (probe and ``secrun_live_facts``); None when the
+      facts it needs are missing (scored 1.0, "not observed").  Without a judge the category
+      is never lowered by a live look.
+    - ``combine``: how several rows of the category make one residual: ``"max"`` (the weakest
+      configured row counts) or ``"min"`` (any one row suffices, e.g. either of two MAC
+      systems); also how the judges of several plugins contributing to one id combine.
+    """
+
     __slots__ = ("id", "title", "plugin", "importance", "keys", "controls", "combine", "judge",
                  "meaning")
 
-    def __init__(self, id, title, plugin, importance, keys=(), controls=None, combine="max",
-                 judge=None, meaning=""):
+    def __init__(self, id, title, importance, judge=None, combine="max", meaning="", *,
+                 plugin="", keys=(), controls=None):
         self.id, self.title, self.plugin, self.importance = id, title, plugin, importance
         self.keys = tuple(keys)  # (section, key or None) pairs that belong to this category
         self.controls = re.compile(controls) if controls else None
-        self.combine = combine  # "max": the weakest row counts; "min": any row suffices
+        self.combine = combine
         self.judge = judge
         self.meaning = meaning
 
@@ -225,70 +241,75 @@ class Category:
 NS_WEIGHTS = (("user", 0.3), ("pid", 0.3), ("mnt", 0.3), ("net", 0.8), ("ipc", 0.2),
               ("uts", 0.05), ("cgroup", 0.1), ("time", 0.05))
 
+def _legacy(id, title, plugin, importance, keys=(), controls=None, **kw):
+    """The built-in table's entries until each plugin declares its own."""
+    return Category(id, title, importance, plugin=plugin, keys=keys, controls=controls, **kw)
+
+
 CATEGORIES = [
-    Category("identity", "user and groups", "identity", 1.2, [("identity", None)],
+    _legacy("identity", "user and groups", "identity", 1.2, [("identity", None)],
              r"^(identity|user|uid|groups?)$", judge=j_identity,
              meaning="runs as root of the host (1.0), root of a user namespace (0.3) or "
                      "another uid (0); supplementary groups weigh 0.2 of it"),
-    Category("capabilities", "capabilities", "capabilities", 1.0, [("capabilities", None)],
+    _legacy("capabilities", "capabilities", "capabilities", 1.0, [("capabilities", None)],
              r"capabilit", judge=j_capabilities,
              meaning="weighted share of the capabilities the workload holds or can gain "
                      "(bounding set too when no_new_privs is off); halved in a user namespace"),
-    Category("process.no_new_privs", "no_new_privs", "process", 0.6,
+    _legacy("process.no_new_privs", "no_new_privs", "process", 0.6,
              [("process", "no_new_privs")], r"no.new.privs", judge=j_nnp,
              meaning="PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities grant nothing"),
-    Category("process.environment", "environment", "process", 0.1, [("process", "env_allow"),
+    _legacy("process.environment", "environment", "process", 0.1, [("process", "env_allow"),
              ("process", "env_set")], r"^environment$", judge=j_env,
              meaning="the caller's environment (secrets in variables) is not passed on; "
                      "judged live as at most 12 variables"),
-    Category("process.rlimits", "resource limits", "process", 0.1, [("process", "rlimits")],
+    _legacy("process.rlimits", "resource limits", "process", 0.1, [("process", "rlimits")],
              r"^rlimits?$", judge=j_rlimits,
              meaning="core dumps off (half) and open files bounded to 4096 or less (half)"),
-    Category("seccomp.filter", "syscall filter", "seccomp", 1.0, [("seccomp", None)],
+    _legacy("seccomp.filter", "syscall filter", "seccomp", 1.0, [("seccomp", None)],
              r"seccomp|syscall", judge=j_seccomp,
              meaning="share of the probed sensitive system calls that are not blocked"),
-    *[Category(f"namespaces.{ns}", f"{ns} namespace", "namespaces", w,
+    *[_legacy(f"namespaces.{ns}", f"{ns} namespace", "namespaces", w,
                [], rf"^namespace {ns}$", judge=j_ns(ns),
                meaning=f"a new {ns} namespace" + (" with loopback only (a new one with other "
                                                  "interfaces counts half)" if ns == "net" else ""))
       for ns, w in NS_WEIGHTS],
-    Category("filesystem.root", "read-only root", "filesystem", 0.6,
+    _legacy("filesystem.root", "read-only root", "filesystem", 0.6,
              [("filesystem", "read_only"), ("filesystem", "root")],
              r"^(root|read.only root|root filesystem|rootfs)", judge=j_fact(
                  "fs.root_writable", {"no": 0.0, "yes": 1.0}),
              meaning="the root filesystem is mounted read-only"),
-    Category("filesystem.home", "home directories", "filesystem", 0.4,
+    _legacy("filesystem.home", "home directories", "filesystem", 0.4,
              [("filesystem", "home")], r"home",
              judge=j_fact("fs.home", {"hidden": 0.0, "ro": 0.5, "rw": 1.0}),
              meaning="/home hidden (0), read-only (0.5) or writable (1)"),
-    Category("filesystem.tmp", "private /tmp", "filesystem", 0.2, [("filesystem", "tmp")],
+    _legacy("filesystem.tmp", "private /tmp", "filesystem", 0.2, [("filesystem", "tmp")],
              r"\btmp\b",
              judge=j_fact("fs.tmp", {"private": 0.0, "host": 1.0}),
              meaning="/tmp is not the host's"),
-    Category("filesystem.dev", "minimal /dev", "filesystem", 0.3, [("filesystem", "dev")],
+    _legacy("filesystem.dev", "minimal /dev", "filesystem", 0.3, [("filesystem", "dev")],
              r"\bdev(ices)?\b",
              judge=j_fact("fs.dev", {"minimal": 0.0, "host": 1.0}),
              meaning="/dev is a minimal tmpfs, not the host's devtmpfs"),
-    Category("filesystem.kernel", "kernel tunables read-only", "filesystem", 0.4,
+    _legacy("filesystem.kernel", "kernel tunables read-only", "filesystem", 0.4,
              [("filesystem", "read_only_paths"), ("filesystem", "hide"),
               ("filesystem", "mask")],
              r"proc|sys|kernel|mask", judge=j_fact("fs.proc_sys", {"ro": 0.0, "rw": 1.0}),
              meaning="/proc/sys (and the OCI-style masked paths) read-only"),
-    Category("cgroups.memory", "memory limit", "cgroups", 0.2, [("cgroups", "memory"),
+    _legacy("cgroups.memory", "memory limit", "cgroups", 0.2, [("cgroups", "memory"),
              ("cgroups", "memory_max"), ("cgroups", "memory_swap")], r"memory",
              judge=j_cg_memory, meaning="a memory limit on the workload's cgroup"),
-    Category("cgroups.pids", "process limit", "cgroups", 0.2, [("cgroups", "pids"),
+    _legacy("cgroups.pids", "process limit", "cgroups", 0.2, [("cgroups", "pids"),
              ("cgroups", "pids_max")], r"pids|tasks|process", judge=j_cg_pids,
              meaning="a pids limit (fork bombs)"),
-    Category("cgroups.cpu", "CPU limit", "cgroups", 0.1, [("cgroups", "cpu"),
+    _legacy("cgroups.cpu", "CPU limit", "cgroups", 0.1, [("cgroups", "cpu"),
              ("cgroups", "cpus"), ("cgroups", "cpu_max")], r"cpu", judge=j_cg_cpu,
              meaning="a CPU quota"),
-    Category("mac", "mandatory access control", "apparmor|selinux", 0.5,
+    _legacy("mac", "mandatory access control", "apparmor|selinux", 0.5,
              [("apparmor", None), ("selinux", None)], r"apparmor|selinux|mac\b",
              combine="min", judge=j_mac,
              meaning="an AppArmor profile or an SELinux domain other than unconfined "
                      "(either one suffices)"),
-    Category("landlock", "Landlock", "-", 0.2, [("landlock", None)], r"landlock",
+    _legacy("landlock", "Landlock", "-", 0.2, [("landlock", None)], r"landlock",
              judge=j_landlock,
              meaning="a Landlock ruleset (no built-in plugin yet; not observable from /proc, "
                      "so it never lowers the effective score)"),

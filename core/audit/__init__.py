@@ -21,7 +21,7 @@ import sys
 
 import click
 
-from .errors import SecrunError
+from ..errors import SecrunError
 
 SCHEMA_ID = "https://secrun.invalid/schemas/audit-v1.json"
 SCHEMA_VERSION = "1"
@@ -37,7 +37,7 @@ class AuditError(SecrunError):
 # --- planned -----------------------------------------------------------------------------------
 
 def _origin(plan: dict, section, key) -> str:
-    from .profiles import BUILTIN_DEFAULT
+    from ..profiles import BUILTIN_DEFAULT
 
     if not section or section not in plan["config"]:
         return "-"
@@ -79,9 +79,9 @@ def _check_row(plugin: str, row) -> dict:
 def plan_rows(plan: dict, argv=()) -> tuple[list, list, dict]:
     """(rows, plugins, residuals): every active plugin's audit rows, categorized, with their
     origin, and a not-configured row for each category no plugin reports."""
-    from . import audit_controls as ac
-    from .context import Context
-    from .registry import Plugins
+    from ..context import Context
+    from ..registry import Plugins
+    from . import categories as ac
 
     third = [p[0] for p in plan["plugins"] if not p[4]]
     plugins = Plugins(third)
@@ -142,7 +142,7 @@ def cached_plan_state(plan: dict, profiles, sets, plugins) -> str:
     """What a launch with these arguments, from this directory, would take from the plan
     cache: ``"fresh"`` (the plan just compiled), ``"stale"`` (another policy) or ``"none"``
     (no valid entry: it compiles afresh)."""
-    from . import plan as _plan
+    from .. import plan as _plan
 
     try:
         cached = _plan.load_cached(_plan.cache_key(profiles, sets, plugins))
@@ -236,7 +236,7 @@ def run_live(profiles, sets, extra_plugins, python, timeout=60.0,
     import select
     import subprocess
 
-    from . import audit_facts, probe
+    from .. import audit_facts, probe
 
     ref = audit_facts.reference("self")
     ref["linger"] = timeout
@@ -335,7 +335,7 @@ def _same(fact: str, expected: str, observed) -> bool:
 
 def check_expects(rows: list, facts: dict) -> list:
     """Fill each row's ``checks``; return the mismatches of enforced rows."""
-    from . import audit_facts
+    from .. import audit_facts
 
     pid = facts.get("_pid")
     dirs = audit_facts.cgroup_dirs(pid) if pid else {}
@@ -360,8 +360,8 @@ def check_expects(rows: list, facts: dict) -> list:
 
 def build_report(mode, plan=None, rows=None, loaded=None, residuals=None, facts=None, notes=(),
                  mismatches=(), argv=(), pid=None, threshold=None, reference=None) -> dict:
-    from . import __version__
-    from . import audit_controls as ac
+    from .. import __version__
+    from . import categories as ac
 
     eff = ac.effective(facts) if facts is not None else None
     cats = []
@@ -593,7 +593,7 @@ def _location(origin: str):
 
 
 def render_sarif(rep: dict) -> dict:
-    from . import audit_controls as ac
+    from . import categories as ac
 
     rules = [{"id": c.id, "name": c.title, "shortDescription": {"text": c.title},
               "fullDescription": {"text": c.meaning},
@@ -638,7 +638,7 @@ def render_sarif(rep: dict) -> dict:
                                    f"{m['fact']} is {m['observed']!r} (expected "
                                    f"{m['expected']!r})"}}
         results.append(res)
-    from . import __version__
+    from .. import __version__
 
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
@@ -733,7 +733,7 @@ def audit(profiles, sets, plugins, live, pid, reference, fmt, threshold, probe_p
 
 
 def _audit_profile(profiles, sets, plugins, command, live, python, threshold) -> dict:
-    from . import plan as _plan
+    from .. import plan as _plan
 
     plan = _plan.build(profiles, sets, plugins)
     rows, loaded, residuals = plan_rows(plan, command)
@@ -750,7 +750,7 @@ def _audit_profile(profiles, sets, plugins, command, live, python, threshold) ->
 
 
 def _audit_pid(pid, reference, threshold) -> dict:
-    from . import audit_facts
+    from .. import audit_facts
 
     notes = []
     ref_pid = "self" if reference == "self" else reference
