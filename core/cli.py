@@ -55,7 +55,7 @@ def profiles(ctx):
     """List the available profiles (and show or check one)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .profiles import available, search_path
+    from .compose import available, search_path
 
     click.echo("search path: " + " : ".join(f"{d} ({label})" for label, d in search_path()))
     for name, path, source, shadowed in available():

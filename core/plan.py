@@ -62,7 +62,7 @@ _RACY_NS = 10_000_000
 
 
 def build(profile_refs, sets=(), extra_plugins=()) -> dict:
-    from . import profiles
+    from . import compose as profiles
     from .registry import Plugins
 
     probed: list = []

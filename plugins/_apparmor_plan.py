@@ -39,7 +39,7 @@ def sections():
 
 def _resolve_file(value, origin, cwd):
     """The absolute path of ``profile_file``, relative to the secrun profile that set it."""
-    from secrun.profiles import BUNDLED
+    from secrun.compose import BUNDLED
 
     base = os.path.dirname(origin) if origin and os.path.isabs(origin) else cwd
     if value.startswith("/"):
@@ -109,7 +109,7 @@ def _compile_file(ctx, path):
     from zlib import crc32
 
     from secrun.errors import ProfileError
-    from secrun.profiles import check_safe
+    from secrun.compose import check_safe
 
     ctx.depends_on(path)
     try:

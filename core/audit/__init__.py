@@ -37,7 +37,7 @@ class AuditError(SecrunError):
 # --- planned -----------------------------------------------------------------------------------
 
 def _origin(plan: dict, section, key) -> str:
-    from ..profiles import BUILTIN_DEFAULT
+    from ..compose import BUILTIN_DEFAULT
 
     if not section or section not in plan["config"]:
         return "-"

@@ -343,7 +343,7 @@ def test_a_profile_changed_during_the_build_is_not_stored(cache, tmp_path, monke
     used for this launch but not cached.  The next build, with nothing changed, is."""
     import time
 
-    from secrun import profiles
+    from secrun import compose as profiles
 
     prof = tmp_path / "p.toml"
     prof.write_text('[process]\numask = "011"\n')

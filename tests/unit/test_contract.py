@@ -63,3 +63,11 @@ def test_secrun_register_commands_adds_subcommands():
     group = click.Group("x")
     Plugins().pm.hook.secrun_register_commands(cli=group)  # built-ins may add commands
     assert isinstance(group.commands, dict)
+
+
+def test_bundled_profiles_are_package_resources():
+    import importlib.resources
+
+    files = importlib.resources.files("secrun.profiles")
+    assert files.joinpath("strict.toml").is_file()
+    assert files.joinpath("default.toml").read_text().strip()
