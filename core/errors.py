@@ -51,7 +51,8 @@ class SecrunError(Exception):
     exit_code = EXIT_FAILED
 
     def __str__(self) -> str:
-        return one_line(super().__str__())
+        # Exception's own text, the message: not OSError's "[Errno N] ..." for SyscallError
+        return one_line(Exception.__str__(self))
 
 
 class ProfileError(SecrunError):
@@ -68,11 +69,30 @@ class ConfigError(SecrunError):
 
 
 class SetupError(SecrunError):
-    """A control could not be applied.  ``what`` is the syscall or file that failed."""
+    """A control could not be applied.  ``what`` is the syscall or file that failed; ``errno``
+    the error number when a call failed (None otherwise), which callers compare instead of
+    the message text.  Without ``message``, the message is the errno's text."""
 
-    def __init__(self, what: str, message: str):
-        self.what, self.message = what, message
+    errno: int | None
+
+    def __init__(self, what: str, message: str | None = None, errno: int | None = None):
+        if message is None:
+            message = errno_text(errno or 0)
         super().__init__(f"{what}: {message}")
+        self.what, self.message, self.errno = what, message, errno
+
+
+class SyscallError(SetupError, OSError):
+    """A system call (or file operation) failed: "what: strerror (ENAME)[: hint]".
+
+    Also an :class:`OSError` with ``errno``, ``strerror`` and ``filename`` (= ``what``) set, so
+    code that catches ``OSError`` around a call sees it as before.  Made by
+    :func:`secrun.kernel.error` (or directly, for an errno at hand)."""
+
+    def __init__(self, what: str, errno: int | None, hint: str | None = None):
+        text = errno_text(errno or 0)
+        super().__init__(what, f"{text}: {hint}" if hint else text, errno)
+        self.strerror, self.filename = text[:text.rindex(" (")], what
 
 
 class NotAvailable(SetupError):
@@ -83,17 +103,21 @@ class PluginError(SecrunError):
     """A plugin could not be loaded or breaks the plugin contract."""
 
 
+def errno_text(err: int) -> str:
+    """'Permission denied (EACCES)': the error number's text and name."""
+    import errno as _errno
+    import os as _os
+
+    return f"{_os.strerror(err)} ({_errno.errorcode.get(err, str(err))})"
+
+
 def describe_oserror(exc: BaseException) -> str:
     """'open /x: Permission denied (EACCES)' style text for an OSError, else str(exc)."""
+    if isinstance(exc, SecrunError):
+        return str(exc)
     if isinstance(exc, OSError) and exc.errno:
-        import errno as _errno
-        import os as _os
-
-        name = _errno.errorcode.get(exc.errno, str(exc.errno))
-        text = f"{_os.strerror(exc.errno)} ({name})"
+        text = errno_text(exc.errno)
         if exc.filename is not None:
             return f"{exc.filename}: {text}"
         return text
-    if isinstance(exc, SecrunError):
-        return str(exc)
     return f"{type(exc).__name__}: {exc}"

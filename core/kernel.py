@@ -1,34 +1,135 @@
-"""Small ctypes helpers shared by plugins: the libc handle, prctl and errno-checked calls.
+"""The kernel interface: secrun's one libc handle, its prototypes, system call numbers, errors.
 
-Imported only by plugins that need raw syscalls (``import ctypes`` costs a few milliseconds,
-which an unconfined launch does not pay).
+- :data:`libc`: the C library, opened once for the whole of secrun (``use_errno``), with
+  ``argtypes``/``restype`` declared for every function secrun calls through it.  Variadic
+  functions (``syscall``, ``prctl``, ``ioctl``) declare their fixed parameters only; the rest
+  are passed as given (a Python int as a C ``int``, bytes as a pointer, or a ctypes value).
+- :func:`nr` and :func:`syscall`: system call numbers per architecture (:data:`SYSCALLS`), for
+  the calls libc has no wrapper for.  A machine missing from the table is refused when a call
+  is made (a :class:`~secrun.errors.SetupError` naming the call and the machine), not at import.
+- :func:`check` and :func:`error`: a failed call becomes a
+  :class:`~secrun.errors.SyscallError` ("what: strerror (ENAME)"), which keeps the errno as
+  ``.errno`` (it is also an ``OSError``).
+- :func:`prctl` and the ``PR_*`` options secrun uses.
+
+Imported only where raw calls are made (``import ctypes`` costs a few milliseconds, which an
+unconfined launch does not pay).  The live-audit probe (:mod:`secrun.probe`) runs without
+secrun inside the sandbox, so it keeps its own table of the calls it probes.
 """
 
 import ctypes
+import functools
 import os
+from collections.abc import Callable
+
+from .errors import SetupError, SyscallError
 
 libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
+get_errno = ctypes.get_errno
 
+_int, _long, _ulong, _size = ctypes.c_int, ctypes.c_long, ctypes.c_ulong, ctypes.c_size_t
+_str, _ptr = ctypes.c_char_p, ctypes.c_void_p
+
+# name: (restype, fixed argtypes); pointers the kernel only reads may be passed as bytes
+PROTOTYPES = {
+    "syscall": (_long, (_long,)),                          # long syscall(long number, ...)
+    "prctl": (_int, (_int,)),                              # int prctl(int option, ...)
+    "ioctl": (_int, (_int, _ulong)),                       # int ioctl(int fd, unsigned long, ...)
+    "ptrace": (_long, (_int, _int, _ptr, _ptr)),           # request, pid, addr, data
+    "mount": (_int, (_str, _str, _str, _ulong, _ptr)),     # source, target, type, flags, data
+    "umount2": (_int, (_str, _int)),
+    "unshare": (_int, (_int,)),
+    "setns": (_int, (_int, _int)),
+    "socket": (_int, (_int, _int, _int)),
+    "sethostname": (_int, (_str, _size)),
+    "setdomainname": (_int, (_str, _size)),
+    "capget": (_int, (_ptr, _ptr)),                        # header, data
+    "capset": (_int, (_ptr, _ptr)),
+    "setrlimit": (_int, (_int, _ptr)),                     # resource, struct rlimit
+}
+for _name, (_res, _args) in PROTOTYPES.items():
+    _f = getattr(libc, _name)
+    _f.restype, _f.argtypes = _res, _args
+del _name, _res, _args, _f
+
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_SECCOMP = 22
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
-PR_SET_KEEPCAPS = 8
-PR_CAPBSET_DROP = 24
-PR_CAPBSET_READ = 23
 PR_CAP_AMBIENT = 47
-PR_SET_DUMPABLE = 4
 
 
 def check(ret: int, what: str) -> int:
-    """Raise OSError naming ``what`` (the syscall, e.g. "prctl(PR_SET_NO_NEW_PRIVS)") when a
-    libc call returned -1.  The error prints as "what: strerror (ENAME)"."""
+    """``ret``, unless a libc call returned -1: then raise :func:`error` naming ``what`` (the
+    call, e.g. "prctl(PR_SET_NO_NEW_PRIVS)") with the errno libc left."""
     if ret == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), what)
+        raise error(what)
     return ret
+
+
+def error(what: str, err: int | None = None, hint: str | None = None) -> SyscallError:
+    """The error for a failed call: "what: strerror (ENAME)", then ": hint" if given.  ``err``
+    defaults to the errno of the last libc call; pass ``e.errno`` to name a failed ``os`` call
+    (``raise error(path, e.errno) from None``)."""
+    return SyscallError(what, get_errno() if err is None else err, hint)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0,
           what: str = "prctl") -> int:
-    return check(libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                            ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), what)
+    return check(libc.prctl(option, _ulong(arg2), _ulong(arg3), _ulong(arg4), _ulong(arg5)),
+                 what)
+
+
+# --- system call numbers ---------------------------------------------------------------------
+# name: (x86_64, aarch64), from the kernel's arch/x86/entry/syscalls/syscall_64.tbl and the
+# generic include/uapi/asm-generic/unistd.h that arm64 uses (checked with libseccomp's
+# seccomp_syscall_resolve_name_arch).  Since Linux 5.1 new calls have one number everywhere.
+SYSCALLS = {
+    "rt_sigaction": (13, 134),
+    "pivot_root": (155, 41),
+    "open_tree": (428, 428),
+    "move_mount": (429, 429),
+    "fsopen": (430, 430),
+    "fsconfig": (431, 431),
+    "fsmount": (432, 432),
+    "openat2": (437, 437),
+    "mount_setattr": (442, 442),
+    "landlock_create_ruleset": (444, 444),
+}
+MACHINE = os.uname().machine
+_COLUMN = {"x86_64": 0, "aarch64": 1, "arm64": 1}.get(MACHINE)
+# this machine's numbers; empty on a machine secrun has no table for
+NR: dict[str, int] = {} if _COLUMN is None else {
+    name: numbers[_COLUMN] for name, numbers in SYSCALLS.items()}
+
+
+def unsupported(name: str) -> SetupError:
+    return SetupError(name, f"secrun does not know this system call's number on {MACHINE} "
+                            f"(it knows {', '.join(('x86_64', 'aarch64'))})")
+
+
+def nr(name: str) -> int:
+    """The number of system call ``name`` on this machine; SetupError where secrun has none."""
+    number = NR.get(name)
+    if number is None:
+        raise unsupported(name)
+    return number
+
+
+def syscall(name: str) -> Callable[..., int]:
+    """libc's ``syscall(2)`` bound to ``name``'s number: ``syscall("pivot_root")(b".", b".")``
+    returns what the kernel did (-1 and errno on failure; see :func:`check`).  Made once, at
+    import, by the modules that call it; where the machine has no number for ``name`` the
+    function it returns raises :func:`unsupported` when called."""
+    number = NR.get(name)
+    if number is None:
+        def missing(*_args) -> int:
+            raise unsupported(name)
+        return missing
+    return functools.partial(libc.syscall, _long(number))
