@@ -164,10 +164,17 @@ def group_locked(dirs: dict) -> str:
 
 
 def landlock_abi() -> str:
-    from .kernel import libc
+    """The Landlock ABI version the kernel offers ("0": none; "?": secrun does not know the
+    call's number on this machine)."""
+    from .kernel import NR, syscall
 
-    ret = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, VERSION)
+    if "landlock_create_ruleset" not in NR:
+        return "?"
+    ret = syscall("landlock_create_ruleset")(None, 0, LANDLOCK_CREATE_RULESET_VERSION)
     return str(ret) if ret > 0 else "0"
+
+
+LANDLOCK_CREATE_RULESET_VERSION = 1
 
 
 # --- seccomp: read the filters, evaluate them --------------------------------------------------
@@ -184,18 +191,12 @@ RET_ALLOW, RET_LOG = 0x7FFF0000, 0x7FFC0000
 def read_filters(pid: int) -> list[bytes]:
     """The process's seccomp filter programs, newest first (as the kernel runs them)."""
     import ctypes
+    import errno
 
-    from .kernel import libc
-
-    libc.ptrace.restype = ctypes.c_long
-    libc.ptrace.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
+    from .kernel import check, libc
 
     def pt(req, addr=None, data=None, what="ptrace"):
-        ret = libc.ptrace(req, pid, addr, data)
-        if ret == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), what)
-        return ret
+        return check(libc.ptrace(req, pid, addr, data), what)
 
     pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
     try:
@@ -207,7 +208,7 @@ def read_filters(pid: int) -> list[bytes]:
                 n = pt(PTRACE_SECCOMP_GET_FILTER, index, None,
                        what="ptrace(PTRACE_SECCOMP_GET_FILTER)")
             except OSError as e:
-                if e.errno == 2 and progs is not None:  # ENOENT: no filter at this index
+                if e.errno == errno.ENOENT:  # no filter at this index
                     break
                 raise
             buf = ctypes.create_string_buffer(n * 8)

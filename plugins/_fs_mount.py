@@ -29,9 +29,10 @@ How the view is built, and why in this order:
    is entered by its path in the view (no symlink followed) only if it is the recorded
    directory.
 
-System calls go straight to ``syscall(2)`` with arguments that need no conversion (bytes,
-Python ints for the kernel's ``int`` parameters, prebuilt ``c_long``/``c_size_t`` for the
-number and sizes); the text naming a failed call is built only when it fails.
+System calls go straight to ``syscall(2)``, bound to their numbers at import
+(:func:`secrun.kernel.syscall`), with arguments that need no conversion (bytes, Python ints for
+the kernel's ``int`` parameters, prebuilt ``c_size_t`` for the sizes); the text naming a failed
+call is built only when it fails.
 """
 
 import ctypes
@@ -40,23 +41,19 @@ import os
 import sys
 from stat import S_ISDIR
 
-from secrun.errors import SetupError, describe_oserror
-from secrun.kernel import libc
+from secrun.errors import SetupError, describe_oserror, errno_text
+from secrun.kernel import error, get_errno, libc, syscall
 
-_syscall = libc.syscall  # restype c_long (secrun.kernel)
 _mount = libc.mount      # looked up here, not in the child
 _umount2 = libc.umount2
-_get_errno = ctypes.get_errno
-
-# syscall numbers (x86_64; the same on every architecture using the generic table for these)
-_PIVOT_ROOT = ctypes.c_long(155)
-_OPEN_TREE = ctypes.c_long(428)
-_MOVE_MOUNT = ctypes.c_long(429)
-_FSOPEN = ctypes.c_long(430)
-_FSCONFIG = ctypes.c_long(431)
-_FSMOUNT = ctypes.c_long(432)
-_OPENAT2 = ctypes.c_long(437)
-_MOUNT_SETATTR = ctypes.c_long(442)
+_pivot_root = syscall("pivot_root")
+_open_tree = syscall("open_tree")
+_move_mount = syscall("move_mount")
+_fsopen = syscall("fsopen")
+_fsconfig = syscall("fsconfig")
+_fsmount = syscall("fsmount")
+_openat2 = syscall("openat2")
+_mount_setattr = syscall("mount_setattr")
 
 MS_REC_PRIVATE = ctypes.c_ulong(0x4000 | (1 << 18))  # MS_REC | MS_PRIVATE
 MNT_DETACH = 2
@@ -121,34 +118,33 @@ class Escape(SetupError):
 
 
 def _fail(what):
-    err = _get_errno()
-    raise OSError(err, os.strerror(err), what)
+    raise error(what)
 
 
 # --- small wrappers -----------------------------------------------------------------------------
 
 def resolve(rootfd, dst):
     """O_PATH descriptor of ``dst`` (absolute, inside the view) resolved beneath ``rootfd``."""
-    fd = _syscall(_OPENAT2, rootfd, os.fsencode(dst.lstrip("/") or "."), _HOW, _HOW_SIZE)
+    fd = _openat2(rootfd, os.fsencode(dst.lstrip("/") or "."), _HOW, _HOW_SIZE)
     if fd == -1:
-        if _get_errno() == errno.EXDEV:
+        if get_errno() == errno.EXDEV:
             raise Escape(dst)
         _fail(f"openat2({dst})")
     return fd
 
 
 def attach(mfd, dstfd, what):
-    if _syscall(_MOVE_MOUNT, mfd, b"", dstfd, b"", MOVE_EMPTY) == -1:
+    if _move_mount(mfd, b"", dstfd, b"", MOVE_EMPTY) == -1:
         _fail(f"move_mount({what})")
 
 
 def set_attr(mfd, attr, flags, what):
-    if _syscall(_MOUNT_SETATTR, mfd, b"", flags, attr, _ATTR_SIZE) == -1:
+    if _mount_setattr(mfd, b"", flags, attr, _ATTR_SIZE) == -1:
         _fail(f"mount_setattr({what})")
 
 
 def clone(fd, flags, what):
-    mfd = _syscall(_OPEN_TREE, fd, b"", flags)
+    mfd = _open_tree(fd, b"", flags)
     if mfd == -1:
         _fail(f"open_tree({what})")
     return mfd
@@ -157,21 +153,21 @@ def clone(fd, flags, what):
 def new_fs(fstype, options, attrs, what, fds):
     """A new, detached filesystem mount: fsopen + fsconfig + fsmount.  ``options`` is a list
     of (key, value) bytes; value None sets a flag option.  Both descriptors go to ``fds``."""
-    fsfd = _syscall(_FSOPEN, fstype, FSOPEN_CLOEXEC)
+    fsfd = _fsopen(fstype, FSOPEN_CLOEXEC)
     if fsfd == -1:
         _fail(f"fsopen({fstype.decode()})")
     fds.append(fsfd)
     # the source shown in /proc/self/mountinfo
-    if _syscall(_FSCONFIG, fsfd, FSCONFIG_SET_STRING, b"source", b"secrun", 0) == -1:
+    if _fsconfig(fsfd, FSCONFIG_SET_STRING, b"source", b"secrun", 0) == -1:
         _fail(f"fsconfig({fstype.decode()} source, for {what})")
     for key, value in options:
         cmd = FSCONFIG_SET_FLAG if value is None else FSCONFIG_SET_STRING
-        if _syscall(_FSCONFIG, fsfd, cmd, key, value, 0) == -1:
+        if _fsconfig(fsfd, cmd, key, value, 0) == -1:
             _fail(f"fsconfig({fstype.decode()} {key.decode()}"
                   f"{'' if value is None else '=' + value.decode()}, for {what})")
-    if _syscall(_FSCONFIG, fsfd, FSCONFIG_CMD_CREATE, None, None, 0) == -1:
+    if _fsconfig(fsfd, FSCONFIG_CMD_CREATE, None, None, 0) == -1:
         _fail(f"fsconfig({fstype.decode()} create, for {what})")
-    mfd = _syscall(_FSMOUNT, fsfd, FSMOUNT_CLOEXEC, attrs)
+    mfd = _fsmount(fsfd, FSMOUNT_CLOEXEC, attrs)
     if mfd == -1:
         _fail(f"fsmount({what})")
     fds.append(mfd)
@@ -183,9 +179,9 @@ def detach_here(fd, what):
     locked by a user namespace: the new mount then simply covers it)."""
     os.fchdir(fd)
     if _umount2(b".", MNT_DETACH) == -1:
-        err = _get_errno()
+        err = get_errno()
         if err not in (errno.EINVAL, errno.EPERM):
-            raise OSError(err, os.strerror(err), f"umount2({what})")
+            raise error(f"umount2({what})", err)
         return False
     return True
 
@@ -212,9 +208,9 @@ class _View:
 
     def find(self, dst, rel):
         """O_PATH fd of an existing destination, or None when it is missing."""
-        fd = _syscall(_OPENAT2, self.rootfd, rel, _HOW, _HOW_SIZE)
+        fd = _openat2(self.rootfd, rel, _HOW, _HOW_SIZE)
         if fd == -1:
-            err = _get_errno()
+            err = get_errno()
             if err in _MISSING:
                 return None
             if err == errno.EXDEV:
@@ -253,8 +249,8 @@ class _View:
             except FileExistsError:
                 pass
             except OSError as e:
-                raise OSError(e.errno, e.strerror, f"create mount point {dst}") from None
-            fd = _syscall(_OPENAT2, parent, os.fsencode(name), _HOW, _HOW_SIZE)
+                raise error(f"create mount point {dst}", e.errno) from None
+            fd = _openat2(parent, os.fsencode(name), _HOW, _HOW_SIZE)
             if fd == -1:
                 _fail(f"openat2({dst})")
             self.fds.append(fd)
@@ -315,7 +311,7 @@ def build_view(ctx, plan, state):
     fds = [home, state["cwd_fd"]]
     try:
         # 2. every host path, before anything is covered
-        rootm = _syscall(_OPEN_TREE, AT_FDCWD, plan["root_b"], CLONE_PATH_REC)
+        rootm = _open_tree(AT_FDCWD, plan["root_b"], CLONE_PATH_REC)
         if rootm == -1:
             _fail(f"open_tree({root or '/'})")
         fds.append(rootm)
@@ -323,12 +319,12 @@ def build_view(ctx, plan, state):
         for i, op in enumerate(ops):
             kind = op[0]
             if kind == "bind":
-                mfd = _syscall(_OPEN_TREE, AT_FDCWD, op[2], CLONE_PATH_REC)
+                mfd = _open_tree(AT_FDCWD, op[2], CLONE_PATH_REC)
                 if mfd == -1:
                     _fail(f"open_tree({op[1]})")
             elif kind == "cwd":
                 # the process's own working directory: not a path lookup, nothing to swap
-                mfd = _syscall(_OPEN_TREE, AT_FDCWD, b".", CLONE_PATH_REC)
+                mfd = _open_tree(AT_FDCWD, b".", CLONE_PATH_REC)
                 if mfd == -1:
                     _fail(f"open_tree(the working directory {op[1]})")
                 st = os.fstat(mfd)
@@ -347,7 +343,7 @@ def build_view(ctx, plan, state):
             try:
                 fd = os.open(b"/dev/" + name, O_PATH)
             except OSError as e:
-                raise OSError(e.errno, e.strerror, f"/dev/{name.decode()}") from None
+                raise error(f"/dev/{name.decode()}", e.errno) from None
             fds.append(fd)
             host_dev[name] = fd
         # 3. the root's flags, recursively, before it is attached
@@ -362,7 +358,7 @@ def build_view(ctx, plan, state):
             _build(ctx, _View(rootm, fds), ops, sources, host_dev)
             # 5. enter the view; detach the old root
             os.fchdir(rootm)
-            if _syscall(_PIVOT_ROOT, b".", b".") == -1:
+            if _pivot_root(b".", b".") == -1:
                 _fail("pivot_root")
         except BaseException:
             os.fchdir(home)
@@ -386,11 +382,11 @@ def _enter_cwd(ctx, plan, cwd_id):
     mode, rel, _warning = plan["cwd"]
     if mode == "hidden":
         return  # covered: said once, in prepare
-    fd = _syscall(_OPENAT2, AT_FDCWD, rel or b".", _HOW_DIR, _HOW_SIZE)
+    fd = _openat2(AT_FDCWD, rel or b".", _HOW_DIR, _HOW_SIZE)
     if fd == -1:
-        err = _get_errno()
+        err = get_errno()
         why = ("a symlink on its path in the view" if err == errno.ELOOP else
-               f"{os.strerror(err)} ({errno.errorcode.get(err, err)}) in the view")
+               f"{errno_text(err)} in the view")
     else:
         try:
             st = os.fstat(fd)
@@ -467,13 +463,13 @@ def _build(ctx, view, ops, sources, host_dev):
                 # on the way (never redirected elsewhere in the view)
                 _, src, rel = op
                 dst, set_, clr = src, NOSUID | NODEV, RDONLY
-                dstfd = _syscall(_OPENAT2, view.rootfd, rel, _HOW_DIR, _HOW_SIZE)
+                dstfd = _openat2(view.rootfd, rel, _HOW_DIR, _HOW_SIZE)
                 if dstfd == -1:
-                    err = _get_errno()
+                    err = get_errno()
                     raise SetupError(f"working directory {src}",
                                      f"cannot be bound at its path in the view "
                                      f"({errno.errorcode.get(err, err)}: a symlink on the way, "
-                                     f"changed while secrun started?): refused")
+                                     f"changed while secrun started?): refused", err)
                 fds.append(dstfd)
             if host_ro:
                 # "rw" never makes writable what the host itself mounts read-only
@@ -509,8 +505,7 @@ def _dev(view, host_dev):
         try:
             point = os.open(name, _CREATE, 0o644, dir_fd=dev)
         except OSError as e:
-            raise OSError(e.errno, e.strerror, f"create mount point /dev/{name.decode()}") \
-                from None
+            raise error(f"create mount point /dev/{name.decode()}", e.errno) from None
         fds.append(point)
         attach(mfd, point, f"/dev/{name.decode()}")
     for target, link in DEV_LINKS:
@@ -588,7 +583,7 @@ def mount_cgroups(ctx, layout, cg):
     try:
         rootfd = os.open("/", O_PATH | os.O_DIRECTORY)  # the view's root (cwd is the workload's)
         fds.append(rootfd)
-        top = _syscall(_OPENAT2, rootfd, b"sys/fs/cgroup", _HOW_DIR, _HOW_SIZE)
+        top = _openat2(rootfd, b"sys/fs/cgroup", _HOW_DIR, _HOW_SIZE)
         if top == -1:
             return  # /sys masked (no sysfs could be mounted): nothing to show it on
         fds.append(top)
@@ -621,7 +616,6 @@ def _subdir(dirfd, name, fds, top="/dev"):
         os.mkdir(name, 0o755, dir_fd=dirfd)
         fd = os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
     except OSError as e:
-        raise OSError(e.errno, e.strerror,
-                      f"create mount point {top}/{os.fsdecode(name)}") from None
+        raise error(f"create mount point {top}/{os.fsdecode(name)}", e.errno) from None
     fds.append(fd)
     return fd
