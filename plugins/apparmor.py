@@ -114,15 +114,20 @@ def secrun_prepare(ctx):
     _check_available()
     import ctypes
 
+    from secrun.kernel import error, get_errno
+
     try:
         lib = ctypes.CDLL("libapparmor.so.1", use_errno=True)
     except OSError as e:
         raise NotAvailable("libapparmor.so.1", f"cannot load it ({e}); install the Debian "
                            "package 'libapparmor1'") from None
+    lib.aa_is_enabled.restype, lib.aa_is_enabled.argtypes = ctypes.c_int, ()
+    lib.aa_change_onexec.restype = ctypes.c_int
+    lib.aa_change_onexec.argtypes = (ctypes.c_char_p,)
     if lib.aa_is_enabled() != 1:
-        err = ctypes.get_errno()
+        err = get_errno()
         raise NotAvailable("aa_is_enabled", "AppArmor is not enabled in this kernel"
-                           + (f" ({os.strerror(err)})" if err else ""))
+                           + (f" ({os.strerror(err)})" if err else ""), err or None)
     if plan["error"]:
         raise SetupError(plan["file"] or "profile_file", plan["error"])
     if plan["policy"] is not None:
@@ -131,7 +136,7 @@ def secrun_prepare(ctx):
         try:
             os.write(fd, plan["policy"])  # the kernel takes the whole policy in one write
         except OSError as e:
-            raise OSError(e.errno, e.strerror, f"{replace} (loading {plan['file']})") from None
+            raise error(f"{replace} (loading {plan['file']})", e.errno) from None
         finally:
             os.close(fd)
     mode = _loaded_mode(plan["target"])
@@ -140,7 +145,7 @@ def secrun_prepare(ctx):
                          f"AppArmor profile {plan['target']!r} is not loaded (load it with "
                          "apparmor_parser -r, or set [apparmor].profile_file)")
     ctx.state[SECTION] = {"lib": lib, "label": plan["target"], "mode": mode,
-                          "get_errno": ctypes.get_errno}
+                          "error": error}
     ctx.log(f"apparmor: workload enters {plan['target']!r} ({mode or 'mode unknown'}) at exec")
 
 
@@ -150,5 +155,4 @@ def secrun_lsm(ctx):
     if st is None:
         return  # prepare found AppArmor unavailable and the section is best-effort (reported)
     if st["lib"].aa_change_onexec(st["label"].encode()) != 0:
-        err = st["get_errno"]()
-        raise OSError(err, os.strerror(err), f"aa_change_onexec({st['label']})")
+        raise st["error"](f"aa_change_onexec({st['label']})")

@@ -37,7 +37,7 @@ import os
 
 from secrun import hookimpl
 from secrun.errors import SetupError
-from secrun.kernel import PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, libc
+from secrun.kernel import PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, error, libc
 
 SECTION = "capabilities"
 
@@ -111,16 +111,11 @@ _HEADER = _U32x6(LINUX_CAPABILITY_VERSION_3, 0)
 _DATA = _U32x6()
 
 
-def _errno_error(what: str) -> OSError:
-    err = ctypes.get_errno()
-    return OSError(err, os.strerror(err), what)
-
-
 def capget() -> tuple[int, int, int]:
     """(effective, permitted, inheritable) of this thread, as 64-bit masks."""
     d = _DATA
     if _capget(_HEADER, d) != 0:
-        raise _errno_error("capget")
+        raise error("capget")
     return d[0] | d[3] << 32, d[1] | d[4] << 32, d[2] | d[5] << 32
 
 
@@ -129,7 +124,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     d[0], d[1], d[2] = effective & 0xFFFFFFFF, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF
     d[3], d[4], d[5] = effective >> 32, permitted >> 32, inheritable >> 32
     if _capset(_HEADER, d) != 0:
-        raise _errno_error(f"capset(effective={hexmask(effective)}, "
+        raise error(f"capset(effective={hexmask(effective)}, "
                            f"permitted={hexmask(permitted)}, inheritable={hexmask(inheritable)})")
 
 
@@ -140,7 +135,7 @@ def bounding(last: int) -> int:
         if r == 1:
             mask |= 1 << n
         elif r == -1:
-            raise _errno_error(f"prctl(PR_CAPBSET_READ, {n})")
+            raise error(f"prctl(PR_CAPBSET_READ, {n})")
     return mask
 
 
@@ -153,13 +148,12 @@ def ambient(last: int) -> int:
 
 
 def _bounding_failed(n: int, held: int):
-    err = ctypes.get_errno()
-    what = f"prctl(PR_CAPBSET_DROP, {cap_name(n)})"
-    if err == errno.EPERM and not held >> CAP_SETPCAP & 1:
-        raise SetupError(what, "Operation not permitted (EPERM): secrun does not hold "
-                         "CAP_SETPCAP, so the bounding set cannot be reduced (run as root, in a "
-                         "user namespace, or set [capabilities].required = false)")
-    raise OSError(err, os.strerror(err), what)
+    exc = error(f"prctl(PR_CAPBSET_DROP, {cap_name(n)})")
+    if exc.errno == errno.EPERM and not held >> CAP_SETPCAP & 1:
+        exc = error(exc.what, exc.errno, "secrun does not hold CAP_SETPCAP, so the bounding "
+                    "set cannot be reduced (run as root, in a user namespace, or set "
+                    "[capabilities].required = false)")
+    raise exc
 
 
 def workload_is_root() -> bool:
@@ -215,7 +209,7 @@ def apply(want: int, last: int) -> tuple[int, bool]:
                              "so capabilities cannot survive execve for a non-root uid")
         for n in range(last + 1):
             if final >> n & 1 and _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, n, 0, 0) != 0:
-                raise _errno_error(f"prctl(PR_CAP_AMBIENT_RAISE, {cap_name(n)})")
+                raise error(f"prctl(PR_CAP_AMBIENT_RAISE, {cap_name(n)})")
 
     # Read everything back: a set that is not what was intended must stop the launch.
     got = capget() + (bounding(last), ambient(last) if amb_ok else 0)

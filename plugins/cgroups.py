@@ -32,13 +32,14 @@ a launch ~0.1 ms of import machinery.  Files are read and written with ``os.open
 a text-mode ``open()`` costs ~80 µs more per file.
 """
 
+import errno  # built into the interpreter, like fcntl
 import fcntl  # built into the interpreter; the namespaces plugin loads it on a launch anyway
 import os
 import sys
 import time
 
 from secrun import hookimpl
-from secrun.errors import SetupError
+from secrun.errors import SetupError, SyscallError, errno_text
 
 SECTION = "cgroups"
 CPU_PERIOD_US = 100_000
@@ -234,16 +235,14 @@ def write(path, value, key=None, human_value=None) -> None:
 
 
 def err(path, e, key, hv):
-    import errno as _errno
-
-    name = _errno.errorcode.get(e.errno, str(e.errno))
-    why = f"{os.strerror(e.errno)} ({name})"
+    """The error for a cgroup file that could not be written (or made): keeps ``e.errno``."""
+    why = errno_text(e.errno)
     if key:
         why = f"cannot set [cgroups].{key} = {hv}: {why}"
-    if e.errno in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why += " (no write access to this cgroup tree: run as root or name a delegated, " \
                "writable [cgroups].parent)"
-    return SetupError(path, why)
+    return SetupError(path, why, e.errno)
 
 
 def keyed(path) -> dict:
@@ -301,7 +300,7 @@ def rmdir_tree(d, kill=None, timeout=3.0) -> None:
             except FileNotFoundError:
                 pass
             except OSError as e:
-                busy = OSError(e.errno, os.strerror(e.errno or 0), f"rmdir({root})")
+                busy = SyscallError(f"rmdir({root})", e.errno)
         if busy is None:
             return
         if time.monotonic() > deadline:
@@ -399,7 +398,7 @@ def make_group(d) -> str:
         try:
             os.mkdir(d, 0o755)
         except OSError as e:
-            raise err(d, OSError(e.errno, e.strerror), None, None) from None
+            raise err(d, e, None, None) from None
         try:
             fd = open_dir(d)
         except FileNotFoundError:
@@ -734,7 +733,7 @@ class V2Manager(Manager):
         try:
             write(path, " ".join("+" + c for c in want))
         except SetupError as e:
-            if "EBUSY" in e.message:
+            if e.errno == errno.EBUSY:
                 raise SetupError(path, f"cannot enable the {', '.join(want)} controller(s) for "
                                  f"the run's group: the parent group has processes of its "
                                  f"own (cgroup v2 'no internal processes' rule); name a "
@@ -834,7 +833,7 @@ def kill_v2_dir(d) -> None:
     try:
         write(os.path.join(d, "cgroup.kill"), 1)
     except SetupError as e:
-        if "ENOENT" not in e.message:
+        if e.errno != errno.ENOENT:
             raise
         _freeze_and_kill(d)
     if not wait_until(lambda: not _populated(d), timeout=2.0):
@@ -862,8 +861,6 @@ def _freeze_and_kill(d) -> None:
                 pass
         wait_until(lambda: not _populated(d), timeout=0.5)
     if _populated(d):
-        import errno
-
         raise OSError(errno.EBUSY, "processes keep running in the group", d)
 
 

@@ -17,8 +17,7 @@ import errno
 import os
 
 from secrun import hookimpl
-from secrun.errors import SetupError
-from secrun.kernel import PR_SET_KEEPCAPS, prctl  # at module level: see docs/plugins.md
+from secrun.kernel import PR_SET_KEEPCAPS, error, prctl  # at module level: see docs/plugins.md
 
 SECTION = "identity"
 
@@ -58,11 +57,9 @@ def _setgroups_denied() -> bool:
 
 
 def _fail(exc: OSError, what: str) -> Exception:
-    if exc.errno == errno.EINVAL:
-        # The set*id calls answer EINVAL for an id that the current user namespace does not map.
-        return SetupError(what, f"{os.strerror(exc.errno)} (EINVAL): the id is not mapped in "
-                          f"this user namespace (see [namespaces].user_map)")
-    return OSError(exc.errno, os.strerror(exc.errno or 0), what)
+    # The set*id calls answer EINVAL for an id that the current user namespace does not map.
+    return error(what, exc.errno, "the id is not mapped in this user namespace (see "
+                 "[namespaces].user_map)" if exc.errno == errno.EINVAL else None)
 
 
 def apply(plan: dict, keep_caps: bool, log=lambda text: None) -> None:
@@ -79,10 +76,10 @@ def apply(plan: dict, keep_caps: bool, log=lambda text: None) -> None:
             # group-based denial; asking for none there is the best the namespace allows.
             denied = _setgroups_denied()
             if groups and denied:
-                raise SetupError(f"setgroups({groups})", "Operation not permitted (EPERM): this "
-                                 "user namespace denies setgroups (its gid map was written "
-                                 "with setgroups=deny); supplementary groups need a map that "
-                                 "root writes, [namespaces].user_map = \"range\"") from None
+                raise error(f"setgroups({groups})", e.errno, "this user namespace denies "
+                            "setgroups (its gid map was written with setgroups=deny); "
+                            "supplementary groups need a map that root writes, "
+                            "[namespaces].user_map = \"range\"") from None
             if not denied:
                 raise _fail(e, f"setgroups({groups})") from None
             log("identity: setgroups is denied in this user namespace; the caller's "

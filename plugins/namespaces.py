@@ -31,14 +31,13 @@ cache miss or by ``secrun audit``/``profiles``.  Kept cheap: only ``ctypes`` (th
 libc's socket and ioctl.
 """
 
-import ctypes
 import errno
 import os
 from fcntl import ioctl  # built into the interpreter: no file to load
 
 from secrun import hookimpl
 from secrun.errors import SetupError, describe_oserror
-from secrun.kernel import check, libc
+from secrun.kernel import check, error, get_errno, libc
 
 SECTION = "namespaces"
 
@@ -61,6 +60,7 @@ MS_SLAVE = 1 << 19
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+AF_INET, SOCK_DGRAM = 2, 2  # (SOCK_CLOEXEC is O_CLOEXEC)
 IFREQ_LO = b"lo".ljust(40, b"\0")  # struct ifreq: name, then ifr_flags at offset 16
 
 # The libc functions the child stages call, looked up here, in the supervisor: a lookup made
@@ -106,24 +106,24 @@ def _wants_user(plan) -> bool:
 
 def _unshare(flag: int) -> None:
     if _libc_unshare(flag) != 0:
-        raise _unshare_error(flag, ctypes.get_errno())
+        raise _unshare_error(flag, get_errno())
 
 
 def _unshare_error(flag, err) -> Exception:
     """The error for a failed unshare, with the hint that makes it actionable."""
     what = f"unshare({FLAG_NAMES.get(flag, hex(flag))})"
-    text = f"{os.strerror(err)} ({errno.errorcode.get(err, err)})"
+    hint = None
     euid = os.geteuid()
     if flag == CLONE_NEWUSER:
         if err == errno.EINVAL:
-            text += ": the process has more than one thread"
+            hint = "the process has more than one thread"
         elif err in (errno.EPERM, errno.ENOSPC, errno.EUSERS):
-            text += (": user namespaces are disabled or exhausted here (sysctls "
-                     "user.max_user_namespaces, kernel.unprivileged_userns_clone)")
+            hint = ("user namespaces are disabled or exhausted here (sysctls "
+                    "user.max_user_namespaces, kernel.unprivileged_userns_clone)")
     elif err == errno.EPERM and euid != 0:
-        text += (f": secrun runs as uid {euid} without a user namespace, so it lacks "
-                 f"CAP_SYS_ADMIN; set [namespaces] user = true or \"auto\"")
-    return SetupError(what, text)
+        hint = (f"secrun runs as uid {euid} without a user namespace, so it lacks "
+                f"CAP_SYS_ADMIN; set [namespaces] user = true or \"auto\"")
+    return error(what, err, hint)
 
 
 def _state(ctx) -> dict:
@@ -178,12 +178,12 @@ def _restore_for_children(ctx) -> None:
     for fd, flag in _state(ctx).pop("restore", ()):
         if _libc_setns(fd, flag) == 0:
             os.close(fd)
-        elif flag == CLONE_NEWTIME and ctypes.get_errno() == errno.EUSERS:
+        elif flag == CLONE_NEWTIME and get_errno() == errno.EUSERS:
             pending.append((fd, flag))
         else:
-            err = ctypes.get_errno()
+            exc = error(f"setns(/proc/self/ns/{FOR_CHILDREN[flag]})")
             os.close(fd)
-            raise OSError(err, os.strerror(err), f"setns(/proc/self/ns/{FOR_CHILDREN[flag]})")
+            raise exc
     if pending:
         _state(ctx)["restore"] = pending
 
@@ -226,11 +226,11 @@ def _write(path: str, text: str) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise OSError(e.errno, e.strerror, path) from None
+        raise error(path, e.errno) from None
     try:
         os.write(fd, text.encode())
     except OSError as e:
-        raise OSError(e.errno, e.strerror, f"write {path} ({text.strip()!r})") from None
+        raise error(f"write {path} ({text.strip()!r})", e.errno) from None
     finally:
         os.close(fd)
 
@@ -247,7 +247,7 @@ def secrun_after_fork(ctx):
             # The child's unshare failed as a best-effort control (already reported).
             return
     except OSError as e:
-        raise OSError(e.errno, e.strerror, f"{proc}/ns/user") from None
+        raise error(f"{proc}/ns/user", e.errno) from None
     uid_map, gid_map, setgroups = _id_maps(plan)
     _write(f"{proc}/setgroups", setgroups)
     _write(f"{proc}/uid_map", uid_map)
@@ -302,17 +302,17 @@ def _loopback_up() -> None:
     libc's socket and the built-in ``fcntl.ioctl`` on bytes: the ``socket`` module would cost
     ~1 ms of import, and a ctypes buffer type made in the child costs more than this."""
 
-    fd = check(_libc_socket(2, 2 | 0o2000000, 0), "socket(AF_INET, SOCK_DGRAM)")  # CLOEXEC
+    fd = check(_libc_socket(AF_INET, SOCK_DGRAM | os.O_CLOEXEC, 0), "socket(AF_INET, SOCK_DGRAM)")
     try:
         try:
             ifr = ioctl(fd, SIOCGIFFLAGS, IFREQ_LO)
         except OSError as e:
-            raise OSError(e.errno, e.strerror, "ioctl(lo, SIOCGIFFLAGS)") from None
+            raise error("ioctl(lo, SIOCGIFFLAGS)", e.errno) from None
         flags = int.from_bytes(ifr[16:18], "little") | IFF_UP
         try:
             ioctl(fd, SIOCSIFFLAGS, ifr[:16] + flags.to_bytes(2, "little") + ifr[18:])
         except OSError as e:
-            raise OSError(e.errno, e.strerror, "ioctl(lo, SIOCSIFFLAGS IFF_UP)") from None
+            raise error("ioctl(lo, SIOCSIFFLAGS IFF_UP)", e.errno) from None
     finally:
         os.close(fd)
 

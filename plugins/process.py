@@ -9,11 +9,10 @@ This module is what a launch imports: the two child stages.  The schema, the par
 audit``/``profiles``.
 """
 
-import ctypes
 import os
 
 from secrun import hookimpl
-from secrun.kernel import PR_SET_NO_NEW_PRIVS, libc, prctl
+from secrun.kernel import PR_SET_NO_NEW_PRIVS, error, libc, prctl
 
 # Looked up in the supervisor, before fork (see "imports" in docs/plugins.md): setrlimit(2)
 # through libc, so a launch does not load the ``resource`` extension module.
@@ -41,8 +40,7 @@ def secrun_rlimits(ctx):
     for res, packed, name in plan["rlimits"]:
         # packed: struct rlimit {rlim_cur, rlim_max}, which the kernel only reads
         if _setrlimit(res, packed) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), f"setrlimit(RLIMIT_{name.upper()})")
+            raise error(f"setrlimit(RLIMIT_{name.upper()})")
     if plan["umask"] is not None:
         os.umask(plan["umask"])
     if cfg["cwd"]:

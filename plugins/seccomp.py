@@ -17,13 +17,12 @@ This module is what a launch imports: ``prepare`` and the ``seccomp`` stage.  Th
 audit and the ``secrun seccomp`` commands live in :mod:`secrun.plugins._seccomp_plan`.
 """
 
-import os
+import errno
 
 from secrun import hookimpl
-from secrun.errors import NotAvailable, SetupError
+from secrun.errors import NotAvailable
 
 SECTION = "seccomp"
-PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 
 
@@ -68,7 +67,7 @@ def secrun_prepare(ctx):
     only reads it), so no ctypes type is made on a launch."""
     import ctypes
 
-    from secrun.kernel import libc
+    from secrun.kernel import PR_SET_SECCOMP, error, libc
 
     bpf = ctx.plan[SECTION]["bpf"]
     ptr = ctypes.c_char_p(bpf)  # points into the plan's bytes object, which outlives the run
@@ -76,21 +75,20 @@ def secrun_prepare(ctx):
     prog = (len(bpf) // 8).to_bytes(8, "little") + addr.to_bytes(8, "little")
     args = (PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), prog, ctypes.c_ulong(0),
             ctypes.c_ulong(0))
-    ctx.state[SECTION] = (libc.prctl, ctypes.get_errno, ptr, args)
+    ctx.state[SECTION] = (libc.prctl, error, ptr, args)
 
 
 @hookimpl
 def secrun_seccomp(ctx):
-    prctl, get_errno, _ptr, args = ctx.state[SECTION]
+    prctl, error, _ptr, args = ctx.state[SECTION]
     if prctl(*args) == 0:
         return
-    err = get_errno()
-    what = "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)"
-    if err == 13:
-        raise SetupError(what, "Permission denied (EACCES): loading a seccomp filter needs "
-                         "no_new_privs or CAP_SYS_ADMIN; set [process].no_new_privs = true "
-                         "(the default) or keep sys_admin in [capabilities].keep")
-    if err == 22:
-        raise NotAvailable(what, "Invalid argument (EINVAL): this kernel does not support "
-                           "seccomp filters (CONFIG_SECCOMP_FILTER)")
-    raise OSError(err, os.strerror(err), what)
+    exc = error("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)")
+    if exc.errno == errno.EACCES:
+        raise error(exc.what, exc.errno, "loading a seccomp filter needs no_new_privs or "
+                    "CAP_SYS_ADMIN; set [process].no_new_privs = true (the default) or keep "
+                    "sys_admin in [capabilities].keep")
+    if exc.errno == errno.EINVAL:
+        raise NotAvailable(exc.what, f"{exc.message}: this kernel does not support seccomp "
+                           "filters (CONFIG_SECCOMP_FILTER)", exc.errno)
+    raise exc

@@ -102,6 +102,13 @@ def _lib():
     except OSError as e:
         raise NotAvailable("libselinux.so.1", f"cannot load it ({e}); install the Debian "
                            "package 'libselinux1'") from None
+    char_pp = ctypes.POINTER(ctypes.c_char_p)
+    for name, restype, argtypes in (("getcon", ctypes.c_int, (char_pp,)),
+                                    ("freecon", None, (ctypes.c_char_p,)),
+                                    ("security_check_context", ctypes.c_int, (ctypes.c_char_p,)),
+                                    ("setexeccon", ctypes.c_int, (ctypes.c_char_p,))):
+        f = getattr(lib, name)
+        f.restype, f.argtypes = restype, argtypes
     # Not gated on is_selinux_enabled(): it also demands /etc/selinux/config, a distribution's
     # configuration file that a kernel with a loaded policy does not need.  The kernel's own
     # facts (the LSM list, a mounted selinuxfs) were checked by _check_available.
@@ -111,10 +118,10 @@ def _lib():
 def _getcon(lib):
     import ctypes
 
+    from secrun.kernel import check
+
     con = ctypes.c_char_p()
-    if lib.getcon(ctypes.byref(con)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), "getcon")
+    check(lib.getcon(ctypes.byref(con)), "getcon")
     value = (con.value or b"").decode()
     lib.freecon(con)
     return value
@@ -154,9 +161,9 @@ def secrun_prepare(ctx):
     if _enforcing() is False:
         ctx.warn(f"selinux: the kernel is in permissive mode: the workload runs in {context}, "
                  "but denials are only logged")
-    import ctypes  # loaded by _lib() already; the lsm stage must not import
+    from secrun.kernel import error  # the lsm stage must not import
 
-    ctx.state[SECTION] = {"lib": lib, "context": context, "get_errno": ctypes.get_errno}
+    ctx.state[SECTION] = {"lib": lib, "context": context, "error": error}
     ctx.log(f"selinux: workload enters {context} at exec")
 
 
@@ -166,5 +173,4 @@ def secrun_lsm(ctx):
     if st is None:
         return  # prepare found SELinux unavailable and the section is best-effort (reported)
     if st["lib"].setexeccon(st["context"].encode()) != 0:
-        err = st["get_errno"]()
-        raise OSError(err, os.strerror(err), f"setexeccon({st['context']})")
+        raise st["error"](f"setexeccon({st['context']})")
