@@ -15,6 +15,7 @@ with, and the paths whose visible mount is asked for (``mount:PATH`` facts).  ``
 probe (see :func:`inside`).
 """
 
+import errno
 import json
 import os
 import sys
@@ -26,7 +27,8 @@ CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 # EOPNOTSUPP) before anything happens, so a call that gets past a filter does nothing.  A call
 # that is refused (EPERM/EACCES/ENOSYS, or the process is killed) is "blocked".
 # name: (x86_64 number, aarch64 number, args, capability checked before the arguments or None,
-#        what the probe proves)
+#        what the probe proves).  The numbers are here, not in secrun.kernel.SYSCALLS, because
+#        this file runs without secrun; checked against libseccomp's tables like those.
 SYSCALLS: dict = {
     "unshare": (272, 97, (0x10000001,), None, "new namespaces (CLONE_NEWUSER, invalid flag)"),
     "setns": (308, 268, (-1, 0), None, "joining other namespaces (fd -1)"),
@@ -53,7 +55,7 @@ SYSCALLS: dict = {
     "iopl": (172, None, (4,), None, "raw I/O port access (level 4, x86 only)"),
     "acct": (163, 89, (1,), 20, "process accounting (bad pointer)"),
 }
-BLOCKED_ERRNOS = (1, 13, 38)  # EPERM, EACCES, ENOSYS
+BLOCKED_ERRNOS = (errno.EPERM, errno.EACCES, errno.ENOSYS)
 
 RLIMIT_NAMES = {
     "Max cpu time": "cpu", "Max file size": "fsize", "Max data size": "data",
@@ -318,13 +320,29 @@ def _arch():
     return 0 if m == "x86_64" else 1 if m in ("aarch64", "arm64") else None
 
 
+_LIBC: list = []
+
+
+def _libc():
+    """The C library through ctypes, opened once, with the two prototypes the probe uses (not
+    :mod:`secrun.kernel`: this file runs without secrun)."""
+    if not _LIBC:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype, libc.syscall.argtypes = ctypes.c_long, (ctypes.c_long,)
+        libc.prctl.restype, libc.prctl.argtypes = ctypes.c_int, (ctypes.c_int,)
+        _LIBC.append((ctypes, libc))
+    return _LIBC[0]
+
+
+PR_GET_PDEATHSIG = 2
+
+
 def probe_syscalls():
     """{"syscall.NAME": "blocked"|"allowed"}: each call made in a forked child, so that a
     filter that kills the process kills only that child."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    ctypes, libc = _libc()
     arch = _arch()
     out: dict = {}
     if arch is None:
@@ -339,10 +357,10 @@ def probe_syscalls():
         except OSError:
             pid = None
         if pid == 0:
-            ret = libc.syscall(ctypes.c_long(nr), *cargs)
+            ret = libc.syscall(nr, *cargs)
             os._exit(0 if ret >= 0 else min(ctypes.get_errno(), 250) or 251)
         if pid is None:  # no fork allowed: probe in this process (a kill action ends the probe)
-            ret = libc.syscall(ctypes.c_long(nr), *cargs)
+            ret = libc.syscall(nr, *cargs)
             err = 0 if ret >= 0 else ctypes.get_errno()
             out[f"syscall.{name}"] = "blocked" if err in BLOCKED_ERRNOS else "allowed"
             continue
@@ -356,11 +374,9 @@ def probe_syscalls():
 
 
 def pdeathsig():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
+    ctypes, libc = _libc()
     sig = ctypes.c_int(0)
-    if libc.prctl(2, ctypes.byref(sig), 0, 0, 0) != 0:  # PR_GET_PDEATHSIG
+    if libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) != 0:
         return "?"
     return SIGNAL_NAMES.get(sig.value, str(sig.value)) if sig.value else "none"
 
