@@ -102,10 +102,11 @@ def profiles_check(files):
             else "./" + f
         p = _plan.build([ref])
         click.echo(f"{f}: ok")
-        for data in p["plan"].values():
-            notes = data.get("notes") if isinstance(data, dict) else None
-            for note in notes or ():
-                click.echo(f"{f}: note: {note}")
+        notes = list(p["notes"])
+        for data in p["plan"].values():  # transitional: plans that carry their own notes
+            notes += (data.get("notes") or []) if isinstance(data, dict) else []
+        for note in notes:
+            click.echo(f"{f}: note: {note}")
 
 
 # --- plugins ----------------------------------------------------------------------------------

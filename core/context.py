@@ -39,9 +39,12 @@ class _Context:
     - ``origins``: {section: {key: "file"}}, where each value came from.
     - ``plugin``: the name of the plugin whose hook is running.
     - ``verbose``: the number of ``-v`` given.
+    - ``cwd``, ``uid``, ``gid``: the directory secrun was started from and the caller's ids
+      (all three are part of the plan cache's key).
     """
 
-    __slots__ = ("config", "origins", "verbose", "plugin", "warnings", "_facts", "_requires")
+    __slots__ = ("config", "origins", "verbose", "plugin", "warnings", "_facts", "_requires",
+                 "cwd", "uid", "gid")
 
     def __init__(self, config: dict, origins: dict, facts: dict, requires: dict,
                  verbose: int = 0) -> None:
@@ -52,6 +55,9 @@ class _Context:
         self.warnings: list[str] = []
         self._facts = facts
         self._requires = requires
+        self.cwd = working_directory()
+        self.uid = os.getuid()
+        self.gid = os.getgid()
 
     def section(self, name: str) -> dict | None:
         """The section's config, or None when the profile does not have it."""
@@ -86,20 +92,13 @@ class _Context:
 
 
 class PlanContext(_Context):
-    """What ``secrun_compile`` may use, besides :class:`_Context`'s members.
+    """What ``secrun_compile`` may use, besides :class:`_Context`'s members."""
 
-    - ``cwd``, ``uid``, ``gid``: the directory and the caller's ids the plan is made for (all
-      three are part of the plan cache's key).
-    """
-
-    __slots__ = ("cwd", "uid", "gid", "deps", "notes", "_publishes", "plan")
+    __slots__ = ("deps", "notes", "_publishes", "plan")
 
     def __init__(self, config: dict, origins: dict, requires: dict, publishes: dict,
                  verbose: int = 0) -> None:
         super().__init__(config, origins, {}, requires, verbose)
-        self.cwd = working_directory()
-        self.uid = os.getuid()
-        self.gid = os.getgid()
         self.deps: list[str] = []
         self.notes: list[str] = []
         self._publishes = publishes
@@ -136,8 +135,7 @@ class RunContext(_Context):
     - ``state``: this plugin's per-run dict (in the supervisor, and a forked copy in the
       child); ``secrun_cleanup`` sees what the parent-side stages stored.
     - ``argv``: the workload's argv; ``env``: the environment it will get (a dict, mutable
-      until the ``rlimits`` stage is done); ``cwd``: the directory secrun was started from;
-      ``uid``, ``gid``: the caller's ids.
+      until the ``rlimits`` stage is done).
     - ``pid``: in the supervisor, the process the parent-side stage acts on (after fork);
       ``status``: the workload's raw wait status in ``secrun_cleanup`` (None if it never ran).
     - ``stage``: the running stage's name; ``in_child``: whether this is the child side.
@@ -145,19 +143,19 @@ class RunContext(_Context):
       time namespace, so that the core forks into it.
     """
 
-    __slots__ = ("argv", "env", "cwd", "uid", "gid", "pid", "status", "stage", "in_child",
-                 "fork_after_namespaces", "reports", "_plans", "_states", "_warn_sink")
+    __slots__ = ("argv", "env", "pid", "status", "stage", "in_child",
+                 "fork_after_namespaces", "reports", "_plans", "_states", "_warn_sink",
+                 "_legacy")
 
     def __init__(self, config: dict, origins: dict, plans: dict, facts: dict, requires: dict,
-                 argv: list | tuple = (), env: dict | None = None, verbose: int = 0) -> None:
+                 argv: list | tuple = (), env: dict | None = None, verbose: int = 0,
+                 legacy: tuple | list = ()) -> None:
         super().__init__(config, origins, facts, requires, verbose)
         self._plans = plans
+        self._legacy = legacy
         self._states: dict = {}
         self.argv = list(argv)
         self.env = dict(os.environ) if env is None else env
-        self.cwd = working_directory()
-        self.uid = os.getuid()
-        self.gid = os.getgid()
         self.pid: int | None = None
         self.status: int | None = None
         self.stage: str | None = None
@@ -169,11 +167,15 @@ class RunContext(_Context):
     @property
     def plan(self):
         """This plugin's compiled plan (None if its compile returned nothing)."""
+        if self.plugin in self._legacy:
+            return self._plans
         return self._plans.get(self.plugin)
 
     @property
     def state(self) -> dict:
         """This plugin's per-run scratch dict."""
+        if self.plugin in self._legacy:
+            return self._states
         st = self._states.get(self.plugin)
         if st is None:
             st = self._states[self.plugin] = {}
@@ -201,18 +203,22 @@ class AuditContext(_Context):
       probe), to be looked at from outside (``/proc/<pid>/...``); None in ``secrun_audit``.
     """
 
-    __slots__ = ("argv", "pid", "_plans")
+    __slots__ = ("argv", "pid", "_plans", "_legacy")
 
     def __init__(self, config: dict, origins: dict, plans: dict, facts: dict, requires: dict,
-                 argv: list | tuple = (), pid: int | None = None) -> None:
+                 argv: list | tuple = (), pid: int | None = None,
+                 legacy: tuple | list = ()) -> None:
         super().__init__(config, origins, facts, requires)
         self._plans = plans
+        self._legacy = legacy
         self.argv = list(argv)
         self.pid = pid
 
     @property
     def plan(self):
         """This plugin's compiled plan (None if its compile returned nothing)."""
+        if self.plugin in self._legacy:
+            return self._plans
         return self._plans.get(self.plugin)
 
 

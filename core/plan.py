@@ -139,6 +139,9 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         "facts": ctx.facts,
         "reads": {p: list(reads.get(p, ())) for p in active},
         "notes": ctx.notes,
+        # transitional: plugins that still read the whole plan (no secrun_facts declared)
+        "legacy": [n for n in active
+                   if getattr(plugins.info[n].module, "secrun_facts", None) is None],
         "dispatch": dispatch,
         "active": active,
         "plugins": [(i.name, i.dist, i.version, i.file, i.builtin, list(i.sections))

@@ -2,7 +2,7 @@
 running process.
 
 - Planned (``secrun audit --profile NAME [-- ./app]``): every active plugin's ``secrun_audit``
-  rows, plus a row for each category of the control table (:mod:`secrun.audit_controls`) that no
+  rows, plus a row for each category of the control table (:mod:`secrun.audit.categories`) that no
   plugin reports, and the exposure score.
 - Live (``--live``): the sandbox is launched for real with the probe (:mod:`secrun.probe`) as the
   workload; its facts, seen from inside and (for cgroup limits) from outside, are checked against
@@ -79,13 +79,14 @@ def _check_row(plugin: str, row) -> dict:
 def plan_rows(plan: dict, argv=()) -> tuple[list, list, dict]:
     """(rows, plugins, residuals): every active plugin's audit rows, categorized, with their
     origin, and a not-configured row for each category no plugin reports."""
-    from ..context import Context
+    from ..context import AuditContext
     from ..registry import Plugins
     from . import categories as ac
 
     third = [p[0] for p in plan["plugins"] if not p[4]]
     plugins = Plugins(third)
-    ctx = Context(plan["config"], plan["origins"], plan["plan"], list(argv))
+    ctx = AuditContext(plan["config"], plan["origins"], plan["plan"], plan["facts"],
+                       plan["reads"], list(argv), legacy=plan.get("legacy", ()))
     rows = []
     for plugin, fn in plugins.order("secrun_audit", plan["active"]):
         ctx.plugin = plugin

@@ -59,7 +59,7 @@ def schema():
 # --- planned -------------------------------------------------------------------------------------
 
 def test_every_category_appears_with_plugin_origin_status_weight():
-    from secrun.audit_controls import CATEGORIES
+    from secrun.audit.categories import CATEGORIES
 
     rep = audit_json("--profile", "strict", "--", "./app")
     assert rep["mode"] == "planned" and rep["command"] == ["./app"]
@@ -156,7 +156,7 @@ def test_table_and_markdown():
 
 
 def test_docs_table_matches_the_code():
-    from secrun.audit_controls import CATEGORIES, TOTAL
+    from secrun.audit.categories import CATEGORIES, TOTAL
 
     with open(AUDIT_DOC) as f:
         doc = f.read()
