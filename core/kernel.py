@@ -110,8 +110,9 @@ NR: dict[str, int] = {} if _COLUMN is None else {
 
 
 def unsupported(name: str) -> SetupError:
+    """The error for a call whose number secrun does not know on this machine."""
     return SetupError(name, f"secrun does not know this system call's number on {MACHINE} "
-                            f"(it knows {', '.join(('x86_64', 'aarch64'))})")
+                            "(its table has x86_64 and aarch64)")
 
 
 def nr(name: str) -> int:
