@@ -108,8 +108,8 @@ def _compile_file(ctx, path):
     import re
     from zlib import crc32
 
-    from secrun.errors import ProfileError
     from secrun.compose import check_safe
+    from secrun.errors import ProfileError
 
     ctx.depends_on(path)
     try:
