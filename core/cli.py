@@ -192,7 +192,7 @@ def _register_plugin_commands(plugin: str | None) -> None:
 
 def run_cli(argv, plugin: str | None = None) -> int:
     """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``."""
-    if plugin is not None or not argv or argv[0] in ("-h", "--help"):
+    if plugin is not None or not argv or argv[0] not in cli.commands:
         try:
             _register_plugin_commands(plugin)
         except SecrunError as e:
