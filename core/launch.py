@@ -2,7 +2,8 @@
 
 Plugins own every control; this module only walks :data:`secrun.stages.STAGES` and calls each
 stage's hook implementations from the plan's dispatch table.  It is on the launch path of every
-sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``marshal`` and ``_signal``.
+sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``_signal`` and (through
+:mod:`secrun.protocol`) ``marshal``.
 
 Processes::
 
@@ -13,15 +14,23 @@ Processes::
                                      [pid 1 forks the workload and stays as a minimal init]
                                   exec(workload)
 
-Pipes: ``status`` (child -> supervisor, close-on-exec) carries length-prefixed marshal records:
-``("ready",)`` after user_namespace, ``("pid", n)`` when pid 1 of a new pid namespace took over,
-``("warn", text)``, ``("error", stage, plugin, text)``, ``("exec_error", errno, program)``; EOF
-means the workload was exec'd (or died).  ``go`` (supervisor -> child) releases the child after
-``after_fork`` (byte ``g``) and after ``attach`` or the pid-namespace hand-over (byte ``a``); EOF
-without the byte aborts it.  ``final`` (init -> supervisor) carries records of the workload's
-stops and its raw wait status when a minimal init sits between them (pid 1 announces itself
-with ``("init",)`` on the status pipe).  ``life``: the supervisor holds its only write end and
-never writes; its EOF tells the sandbox that the supervisor is gone.
+Two generic drivers, and the table says what happens where.  In the child, :class:`_Walk` runs
+the child stages in order and crosses the barriers each row names before and after it (announce
+to the supervisor, wait for its release, hand over to pid 1 of a new pid namespace, close
+descriptors).  In the supervisor, :class:`_Answer` reads the child's messages and answers each
+one by running the parent stage that the table attaches to it (``on``), then releasing the
+child with that stage's byte.  No stage is special-cased here.
+
+Pipes (the messages and their shapes: :mod:`secrun.protocol`): ``status`` (child -> supervisor,
+close-on-exec) carries ``ready`` (the first contact, after user_namespace), ``attach`` or
+``pid`` (the process to attach: the child itself, or pid 1 of a new pid namespace after the
+hand-over), ``init`` (a minimal init runs), ``warn``, ``error`` and ``exec_error``; EOF after
+the first contact means the workload was exec'd (or died), before it that the setup process
+died.  ``go`` (supervisor -> child) releases the child past a parent
+stage (byte ``g`` after ``after_fork``, ``a`` after ``attach`` or the hand-over); EOF without
+the byte aborts it.  ``final`` (init -> supervisor) carries ``stop`` and ``exit`` records of the
+workload when a minimal init sits between them.  ``life``: the supervisor holds its only write
+end and never writes; its EOF tells the sandbox that the supervisor is gone.
 
 Lifetime and session (each a promise the live audit checks):
 
@@ -39,14 +48,28 @@ Lifetime and session (each a promise the live audit checks):
 """
 
 import _signal
-import marshal
 import os
 import sys
 from time import perf_counter as _now
 
 from .context import Context
 from .errors import EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, describe_oserror
-from .stages import CHILD_STAGES, hook_name  # noqa: F401  (hook_name: documentation)
+from .protocol import FINAL, STATUS, ProtocolError, Reader, release, released, send
+from .stages import (
+    ANNOUNCE,
+    ANSWERS,
+    BEFORE_FORK,
+    BY_NAME,
+    CHILD_ROWS,
+    CLOSE_FDS,
+    ENDED,
+    EXECED,
+    HANDOVER,
+    STAGES,
+    SYNC,
+    WAIT,
+    hook_name,  # noqa: F401  (documentation)
+)
 
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
@@ -86,51 +109,6 @@ def call_stage(ctx: Context, dispatch: dict, stage: str) -> None:
         if ctx.verbose:
             side = "child" if ctx.in_child else "parent"
             ctx.log(f"[{side}] stage {stage} ({plugin}): {(_now() - t0) * 1000:.2f} ms")
-
-
-# --- records over the status pipe ----------------------------------------------------------------
-
-def _send(fd: int, record: tuple) -> None:
-    data = marshal.dumps(record)
-    data = len(data).to_bytes(4, "little") + data
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-MAX_RECORD = 1 << 20
-
-
-class _Records:
-    def __init__(self, fd):
-        self.fd, self.buf = fd, b""
-
-    def _fill(self, n):
-        while len(self.buf) < n:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return False
-            self.buf += chunk
-        return True
-
-    def next(self):
-        """The next record, or None at EOF; ``("bad",)`` for anything that is not one of
-        ours (too large, not marshal data, not a tuple naming its kind)."""
-        if not self._fill(4):
-            return None
-        size = int.from_bytes(self.buf[:4], "little")
-        if size > MAX_RECORD:
-            return ("bad",)
-        if not self._fill(4 + size):
-            return None
-        data, self.buf = self.buf[4:4 + size], self.buf[4 + size:]
-        try:
-            rec = marshal.loads(data)
-        except (EOFError, ValueError, TypeError):
-            return ("bad",)
-        if not isinstance(rec, tuple) or not rec or not isinstance(rec[0], str):
-            return ("bad",)
-        return rec
 
 
 # --- supervisor -----------------------------------------------------------------------------------
@@ -177,7 +155,7 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto",
     if sup.received:
         return _interrupted(sup)
     try:
-        call_stage(ctx, dispatch, "prepare")
+        call_stage(ctx, dispatch, ANSWERS[BEFORE_FORK].name)
     except StageFailure as f:
         _cleanup(ctx, dispatch)
         return _fail(f.line())
@@ -243,7 +221,7 @@ def _launch(ctx, dispatch, sup, tty) -> int:
         return _fail(f"stage 'fork' failed in plugin 'core': {describe_oserror(e)} (the "
                      f"workload's pipes or terminal; --tty=never goes without a terminal)")
     _preload(dispatch)
-    if "namespaces" in dispatch:
+    if _may_hand_over(dispatch):
         _prctl(PR_SET_CHILD_SUBREAPER, 1, "prctl(PR_SET_CHILD_SUBREAPER)")
     sys.stdout.flush()
     sys.stderr.flush()
@@ -278,95 +256,33 @@ def _launch(ctx, dispatch, sup, tty) -> int:
             c.term.finish()
 
 
+def _may_hand_over(dispatch) -> bool:
+    """Whether a child stage after which the setup process may hand over to pid 1 of a new pid
+    namespace has hooks in this plan: the supervisor is then a child subreaper, to adopt pid 1
+    when the process that forked it exits."""
+    return any(s.name in dispatch for s in CHILD_ROWS for kind, _ in s.after if kind == HANDOVER)
+
+
 def _supervise(ctx, dispatch, sup, c, pid) -> int:
-    w_go = c.w_go
-    records = _Records(c.r_status)
-    failure = None
-    exec_error = None
-    waited = [pid]  # processes to reap: the child, and pid 1 of a new pid namespace
-    go_open = True
-
-    def release(byte):
-        # The go pipe stays open until the record loop ends: the child reads ``a`` after
-        # ``attach`` or after the pid-namespace hand-over; EOF without a byte aborts it.
-        nonlocal go_open
-        if byte:
-            try:
-                os.write(w_go, byte)
-                return
-            except BrokenPipeError:
-                pass  # the child already failed: its error record is on the status pipe
-        os.close(w_go)
-        go_open = False
-
-    def attach():
-        # The process that goes on to exec (pid 1 of a new pid namespace, or the child) is
-        # known now: run the parent's attach stage while the child builds its filesystem
-        # view, then release it into the stages after `attach`.
-        try:
-            call_stage(ctx, dispatch, "attach")
-        except StageFailure as f:
-            release(None)
-            return f.line()
-        release(b"a")
-        return None
-
-    rec = records.next()
-    while rec is not None and rec[0] == "warn":
-        sys.stderr.write(f"secrun: warning: {rec[1]}\n")
-        rec = records.next()
-    if rec is None or rec[0] != "ready":
-        failure = _record_failure(rec)
-    else:
-        try:
-            call_stage(ctx, dispatch, "after_fork")
-        except StageFailure as f:
-            failure = f.line()
-        else:
-            release(b"g")
-        while failure is None:
-            rec = records.next()
-            if rec is None:
-                break
-            kind = rec[0]
-            if kind == "warn":
-                sys.stderr.write(f"secrun: warning: {rec[1]}\n")
-            elif kind == "pid":
-                # The child forked pid 1 of a new pid namespace and exits; as subreaper we
-                # adopt pid 1 and wait for it instead.  Once the child is reaped, pid 1's
-                # parent is this process, and the ``a`` byte lets it bind its life to ours.
-                _reap(pid)
-                waited = [rec[1]]
-                ctx.pid = sup.target = rec[1]
-                failure = attach() if "attach" in dispatch else release(b"a")
-            elif kind == "attach":
-                failure = attach()
-            elif kind == "init":
-                c.has_init = True
-            elif kind == "exec_error":
-                exec_error = rec
-            else:
-                failure = _record_failure(rec)
-    if go_open:
-        os.close(w_go)
-    os.close(c.r_status)
-
+    answer = _Answer(ctx, dispatch, sup, c, pid)
+    failure = answer.run()
     if failure is not None:
-        for p in waited:
+        for p in answer.waited:
             _kill_and_reap(p)
-        if sup.received and rec is None:
+        if sup.received and answer.eof:
             return _interrupted(sup)  # the forwarded signal ended the set-up
         return _fail(failure)
 
+    exec_error = answer.exec_error
     if exec_error is None:
         try:
-            call_stage(ctx, dispatch, "started")
+            call_stage(ctx, dispatch, ANSWERS[EXECED].name)
         except StageFailure as f:
-            for p in waited:
+            for p in answer.waited:
                 _kill_and_reap(p)
             return _fail(f.line())
 
-    waiter = _Waiter(waited[0], c)
+    waiter = _Waiter(answer.waited[0], c)
     status = c.term.relay(waiter) if c.term is not None else waiter.wait()
     os.close(c.r_final)
     ctx.status = status
@@ -375,6 +291,100 @@ def _supervise(ctx, dispatch, sup, c, pid) -> int:
         sys.stderr.write(f"secrun: {prog}: {os.strerror(err)}\n")
         return EXIT_NOT_FOUND if err == 2 else EXIT_NOT_EXECUTABLE
     return _exit_code(status, sup.received)
+
+
+# Where each parent stage sits in the table, and the ones the child always syncs with (its
+# first contact): until they ran, only ``warn`` and ``error`` may come, and EOF is a death.
+_POSITION = {s.name: i for i, s in enumerate(STAGES)}
+_CONTACT = tuple(ANSWERS[arg].name for s in CHILD_ROWS for kind, arg in s.before + s.after
+                 if kind == SYNC)
+
+
+class _Answer:
+    """The supervisor's side of the set-up: reads the setup process's messages until its status
+    pipe closes, and answers each one the table attaches a parent stage to (``on``) by running
+    that stage and releasing the child with the stage's byte.  The stages answer in table
+    order, each at most once.  Afterwards: ``waited``, the processes to reap (the child, or pid
+    1 of a new pid namespace once it was handed over); ``exec_error``; ``eof``, whether the
+    status pipe closed (rather than a failure ending the set-up)."""
+
+    __slots__ = ("ctx", "dispatch", "sup", "c", "waited", "exec_error", "eof", "done",
+                 "contact", "go_open")
+
+    def __init__(self, ctx, dispatch, sup, c, pid):
+        self.ctx, self.dispatch, self.sup, self.c = ctx, dispatch, sup, c
+        self.waited = [pid]
+        self.exec_error = None
+        self.eof = False
+        self.done = -1  # the position of the last parent stage that answered a message
+        self.contact = set(_CONTACT)  # first-contact stages not answered yet
+        self.go_open = True
+
+    def run(self):
+        """The failure line, or None: the workload was exec'd (or died after the contact)."""
+        records = Reader(self.c.r_status, STATUS)
+        failure = None
+        try:
+            while failure is None:
+                msg = records.next()
+                if msg is None:
+                    self.eof = True
+                    if self.contact:
+                        failure = ("the sandbox setup process died before reporting (see "
+                                   "messages above)")
+                    break
+                failure = self.on(msg)
+        except ProtocolError as e:
+            failure = _unexpected(e.what)
+        if self.go_open:
+            os.close(self.c.w_go)
+        os.close(self.c.r_status)
+        return failure
+
+    def on(self, msg):
+        """Handle one message; the failure line it means, or None."""
+        kind = msg[0]
+        if kind == "warn":
+            sys.stderr.write(f"secrun: warning: {msg[1]}\n")
+            return None
+        if kind == "error":
+            return StageFailure(*msg[1:]).line()
+        stage = ANSWERS.get(kind)
+        if stage is None:
+            # ``init``, ``exec_error``: only once the contact is made
+            if self.contact:
+                return _unexpected(repr(msg))
+            if kind == "init":
+                self.c.has_init = True
+            else:
+                self.exec_error = msg
+            return None
+        pos = _POSITION[stage.name]
+        if pos <= self.done or any(_POSITION[s] < pos for s in self.contact):
+            return _unexpected(repr(msg))  # out of the table's order
+        self.done = pos
+        self.contact.discard(stage.name)
+        if kind == "pid":
+            # The hand-over: the child forked pid 1 of a new pid namespace and exits; as
+            # subreaper the supervisor adopts pid 1 and waits for it instead.  Once the child
+            # is reaped, pid 1's parent is this process, and the release after the stage lets
+            # pid 1 bind its life to ours.
+            _reap(self.waited[0])
+            self.waited = [msg[1]]
+            self.ctx.pid = self.sup.target = msg[1]
+        try:
+            call_stage(self.ctx, self.dispatch, stage.name)
+        except StageFailure as f:
+            return f.line()  # the go pipe closes: the child aborts at its next barrier
+        if self.go_open and not release(self.c.w_go, stage.release):
+            # the child already failed: its error record is on the status pipe
+            os.close(self.c.w_go)
+            self.go_open = False
+        return None
+
+
+def _unexpected(what: str) -> str:
+    return f"unexpected record from the sandbox setup process: {what}"
 
 
 class _Waiter:
@@ -388,7 +398,7 @@ class _Waiter:
 
     def __init__(self, pid, c):
         self.pid, self.c = pid, c
-        self.records = _Records(c.r_final)
+        self.records = Reader(c.r_final, FINAL)
         self.status = None
 
     def fds(self) -> list:
@@ -414,25 +424,21 @@ class _Waiter:
             return st
         if not block and not _readable(self.c.r_final):
             return None
-        rec = self.records.next()
-        if rec is not None and len(rec) == 2 and isinstance(rec[1], int):
-            if rec[0] == "stop":
-                self.stopped(rec[1])
-                return None
-            if rec[0] != "exit":
-                rec = ("bad",)
-        elif rec is not None:
-            rec = ("bad",)
-        if rec is not None and rec[0] == "bad":
+        try:
+            msg = self.records.next()
+        except ProtocolError:
             # not pid 1's: something else in the sandbox reached the pipe; end it all
             _kill_and_reap(self.pid)
             sys.stderr.write("secrun: error: the sandbox's pid 1 sent a malformed record; "
                              "the sandbox was killed\n")
             self.status = 125 << 8  # reported as exit status 125
             return self.status
+        if msg is not None and msg[0] == "stop":
+            self.stopped(msg[1])
+            return None
         st = _reap(self.pid)  # pid 1 exits right after its last record
         # without a record pid 1 was killed: its own status tells how
-        self.status = st if rec is None else rec[1]
+        self.status = st if msg is None else msg[1]
         return self.status
 
     def stopped(self, sig: int) -> None:
@@ -457,15 +463,6 @@ def _readable(fd) -> bool:
     p = select.poll()
     p.register(fd, select.POLLIN)
     return bool(p.poll(0))
-
-
-def _record_failure(rec) -> str:
-    if rec is None:
-        return "the sandbox setup process died before reporting (see messages above)"
-    if rec[0] == "error":
-        _, stage, plugin, text = rec
-        return StageFailure(stage, plugin, text).line()
-    return f"unexpected record from the sandbox setup process: {rec!r}"
 
 
 _REAPED: dict = {}
@@ -523,12 +520,13 @@ def _exit_code(status: int, forwarded) -> int:
 
 
 def _cleanup(ctx, dispatch) -> None:
-    rows = dispatch.get("cleanup")
+    stage = ANSWERS[ENDED].name
+    rows = dispatch.get(stage)
     if not rows:
         return
     for modname, fname, plugin, _required in rows:
         try:
-            call_stage(ctx, {"cleanup": [(modname, fname, plugin, True)]}, "cleanup")
+            call_stage(ctx, {stage: [(modname, fname, plugin, True)]}, stage)
         except StageFailure as f:
             sys.stderr.write(f"secrun: warning: {f.line()}\n")
 
@@ -554,7 +552,6 @@ def _child(ctx, dispatch, c) -> None:
             c.term.install_child()
         # pid 1 already if a plugin made the pid namespace before fork: stay as its init
         init = os.getpid() == 1
-        forked = False
         for s in FORWARDED:
             _signal.signal(s, _abort_setup if init else _signal.SIG_DFL)
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
@@ -563,47 +560,86 @@ def _child(ctx, dispatch, c) -> None:
         os.close(c.r_final)
         w_status = c.w_status
         ctx.in_child = True
-        ctx._warn_sink = lambda text: _send(w_status, ("warn", text))
-        need_attach = "attach" in dispatch
-        for stage in CHILD_STAGES:
-            if stage == "seccomp":
-                # Nothing but 0-2, our own pipes and the workload's terminal may reach the
-                # workload.
-                _close_fds(keep=(w_status, c.w_final, c.r_life, c.r_go))
-            elif stage == "hostname" and need_attach:
-                # Sync: the parent's attach stage (cgroup attach) ran while we built the
-                # filesystem view; nothing after this point may run outside the groups.
-                if os.read(c.r_go, 1) != b"a":
-                    os._exit(EXIT_FAILED)
-            call_stage(ctx, dispatch, stage)
-            if stage == "user_namespace":
-                # Sync: the parent runs after_fork (uid/gid maps) now.
-                _send(w_status, ("ready",))
-                if os.read(c.r_go, 1) != b"g":
-                    os._exit(EXIT_FAILED)
-            elif stage == "namespaces":
-                if ctx.fork_after_namespaces:
-                    # A new pid/time namespace applies to the next child: continue there, as
-                    # pid 1.  The parent learns its pid from the record and attaches it.
-                    pid = os.fork()
-                    if pid:
-                        _send(w_status, ("pid", pid))
-                        os._exit(0)
-                    init = forked = True
-                    _guard_pid1()
-                elif need_attach:
-                    _send(w_status, ("attach",))
-        if init:
-            if forked and not need_attach and os.read(c.r_go, 1) != b"a":
-                os._exit(EXIT_FAILED)  # the hand-over is complete only with the byte
+        ctx._warn_sink = lambda text: send(w_status, STATUS, "warn", text)
+        walk = _Walk(ctx, dispatch, c, init)
+        walk.run()
+        if walk.init:
             _init(ctx, c)
         _exec(ctx, c, c.sup_pid)
     except StageFailure as f:
-        _try_send(c.w_status, ("error", f.stage, f.plugin, f.text))
+        _try_send(c.w_status, STATUS, "error", f.stage, f.plugin, f.text)
     except BaseException as exc:  # noqa: BLE001
-        _try_send(c.w_status, ("error", ctx.stage or "core", ctx.plugin or "core",
-                               describe_oserror(exc)))
+        _try_send(c.w_status, STATUS, "error", ctx.stage or "core", ctx.plugin or "core",
+                  describe_oserror(exc))
     os._exit(EXIT_FAILED)
+
+
+class _Walk:
+    """The setup process's side of the set-up: runs the child stages in table order and
+    crosses the barriers each row names before and after it (see :mod:`secrun.stages`).
+    ``init``: whether this process is pid 1 of the sandbox's pid namespace (made before fork,
+    or by the hand-over), which stays as its minimal init."""
+
+    __slots__ = ("ctx", "dispatch", "c", "init", "announced", "owed")
+
+    def __init__(self, ctx, dispatch, c, init: bool):
+        self.ctx, self.dispatch, self.c, self.init = ctx, dispatch, c, init
+        self.announced: set[str] = set()  # parent stages told to run
+        self.owed: list[str] = []  # ... whose release this process has not read yet
+
+    def run(self) -> None:
+        ctx, dispatch = self.ctx, self.dispatch
+        for stage in CHILD_ROWS:
+            for kind, arg in stage.before:
+                self.cross(kind, arg)
+            call_stage(ctx, dispatch, stage.name)
+            for kind, arg in stage.after:
+                self.cross(kind, arg)
+        # a hand-over is complete only with its release (pid 1's parent is the supervisor)
+        for name in tuple(self.owed):
+            self.wait(name)
+
+    def cross(self, kind: str, arg: str) -> None:
+        c = self.c
+        if kind == CLOSE_FDS:
+            # Nothing but 0-2, our own pipes and the workload's terminal may reach the workload.
+            _close_fds(keep=(c.w_status, c.w_final, c.r_life, c.r_go))
+        elif kind == SYNC:
+            self.announce(arg)
+            self.wait(ANSWERS[arg].name)
+        elif kind == ANNOUNCE:
+            name = ANSWERS[arg].name
+            if name in self.dispatch and name not in self.announced:
+                self.announce(arg)
+        elif kind == WAIT:
+            if arg in self.dispatch and arg in self.owed:
+                self.wait(arg)
+        elif kind == HANDOVER:
+            if self.ctx.fork_after_namespaces:
+                # A new pid/time namespace applies to the next child: continue there, as pid 1.
+                # The supervisor learns its pid from the message and adopts it.
+                pid = os.fork()
+                if pid:
+                    send(c.w_status, STATUS, arg, pid)
+                    os._exit(0)
+                self.init = True
+                _guard_pid1()
+                self.told(ANSWERS[arg].name)
+        else:
+            raise ValueError(f"unknown barrier {kind!r} in secrun.stages")
+
+    def announce(self, message: str) -> None:
+        send(self.c.w_status, STATUS, message)
+        self.told(ANSWERS[message].name)
+
+    def told(self, name: str) -> None:
+        self.announced.add(name)
+        self.owed.append(name)
+
+    def wait(self, name: str) -> None:
+        if not released(self.c.r_go, BY_NAME[name].release):
+            os._exit(EXIT_FAILED)  # the supervisor stopped the launch (or died)
+        self.owed.remove(name)
 
 
 def _supervisor_gone(c) -> bool:
@@ -615,10 +651,10 @@ def _supervisor_gone(c) -> bool:
         return False
 
 
-def _try_send(fd, record):
+def _try_send(fd, kinds, *record):
     try:
-        _send(fd, record)
-    except OSError:
+        send(fd, kinds, *record)
+    except (OSError, ProtocolError):
         pass
 
 
@@ -694,7 +730,7 @@ def _exec(ctx, c, parent) -> None:
             # like execvp: the first "found but cannot run" error wins over "not found here"
             if err in (2, 20) and e.errno:
                 err = e.errno
-    _try_send(w_status, ("exec_error", err, prog))
+    _try_send(w_status, STATUS, "exec_error", err, prog)
     os._exit(EXIT_NOT_FOUND if err in (2, 20) else EXIT_NOT_EXECUTABLE)
 
 
@@ -721,7 +757,7 @@ def _init(ctx, c) -> None:
     _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
     if _supervisor_gone(c):
         os._exit(EXIT_FAILED)
-    _send(w_status, ("init",))
+    send(w_status, STATUS, "init")
     # Not dumpable: the workload (same uid, and pid 1 is its parent) may not ptrace pid 1, read
     # its memory or open its descriptors through /proc/1/fd; exec makes the workload dumpable.
     _prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
@@ -760,11 +796,11 @@ def _init(ctx, c) -> None:
         if wpid != pid:
             continue
         if os.WIFSTOPPED(st):
-            _try_send(w_final, ("stop", os.WSTOPSIG(st)))
+            _try_send(w_final, FINAL, "stop", os.WSTOPSIG(st))
             continue
         status = st
         break
-    _try_send(w_final, ("exit", status))
+    _try_send(w_final, FINAL, "exit", status)
     if os.WIFSIGNALED(status):
         os._exit(128 + os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)
