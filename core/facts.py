@@ -12,15 +12,22 @@ from .errors import PluginError
 
 
 class Facts:
-    """A plugin's declaration: ``publishes`` = {name: (default, meaning)}, ``requires`` = the
-    names it reads (its own published facts it may always read)."""
+    """A plugin's declaration.
 
-    __slots__ = ("publishes", "requires")
+    - ``publishes``: {name: (default, meaning)}, the facts its ``secrun_compile`` sets;
+    - ``requires``: the facts its ``secrun_compile`` reads (their publishers compile first);
+    - ``uses``: the facts it reads only after planning (audit, stages, cleanup): no ordering.
+
+    A plugin may always read the facts it publishes."""
+
+    __slots__ = ("publishes", "requires", "uses")
 
     def __init__(self, publishes: dict[str, tuple[object, str]] | None = None,
-                 requires: tuple[str, ...] | list[str] = ()) -> None:
+                 requires: tuple[str, ...] | list[str] = (),
+                 uses: tuple[str, ...] | list[str] = ()) -> None:
         self.publishes = dict(publishes or {})
         self.requires = tuple(requires)
+        self.uses = tuple(uses)
         for name, spec in self.publishes.items():
             if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], str)):
                 raise PluginError(f"fact {name!r}: publishes takes {{name: (default, meaning)}}")
@@ -66,8 +73,8 @@ def defaults(declared: dict[str, Facts]) -> dict[str, object]:
 
 
 def readable(declared: dict[str, Facts]) -> dict[str, tuple[str, ...]]:
-    """{plugin: the facts it may read}: what it requires and what it publishes."""
-    return {name: tuple(f.requires) + tuple(f.publishes) for name, f in declared.items()}
+    """{plugin: the facts it may read}: what it requires, uses and publishes."""
+    return {name: f.requires + f.uses + tuple(f.publishes) for name, f in declared.items()}
 
 
 def publishable(declared: dict[str, Facts]) -> dict[str, tuple[str, ...]]:

@@ -80,13 +80,14 @@ def secrun_facts() -> Facts:
     :class:`secrun.facts.Facts`.
 
     Runs in: secrun, at planning time, once per plugin.  A fact is a named piece of plain data
-    one plugin knows about the launch and others need (``namespaces.user``: whether this launch
-    makes a user namespace; ``identity.uid``: the workload's uid; ...).  Its publisher sets it
-    with ``ctx.publish(name, value)`` in ``secrun_compile``; a plugin that declared it in
-    ``requires`` reads it with ``ctx.fact(name)`` in any later hook (compile, audit, stages).
-    The core runs ``secrun_compile`` of a fact's publishers before the compile of the plugins
-    that require it; a cycle is an error.  A fact no active plugin published reads as the
-    default its declaring publisher gave, else None.  Facts are cached with the plan.
+    one plugin knows about the launch and others need (``namespaces.made``: the namespaces this
+    launch makes; ``identity.uid``: the workload's uid; ...).  Its publisher sets it with
+    ``ctx.publish(name, value)`` in ``secrun_compile``; a plugin that declared it reads it with
+    ``ctx.fact(name)``: in its own ``secrun_compile`` if it declared it in ``requires`` (the
+    core then compiles the fact's publishers first; a cycle is an error), in the audit, stage
+    and cleanup hooks if it declared it in ``requires`` or ``uses``.  A fact no active plugin
+    published reads as the default its declaring publisher gave, else None.  Facts are cached
+    with the plan; ``docs/plugins.md`` lists the built-in plugins' facts.
     """
 
 
