@@ -17,12 +17,16 @@ unconfined launch does not pay).  The live-audit probe (:mod:`secrun.probe`) run
 secrun inside the sandbox, so it keeps its own table of the calls it probes.
 """
 
+from __future__ import annotations
+
 import ctypes
-import functools
 import os
-from collections.abc import Callable
 
 from .errors import SetupError, SyscallError
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 libc = ctypes.CDLL(None, use_errno=True)
 get_errno = ctypes.get_errno
@@ -130,7 +134,11 @@ def syscall(name: str) -> Callable[..., int]:
     function it returns raises :func:`unsupported` when called."""
     number = NR.get(name)
     if number is None:
-        def missing(*_args) -> int:
+        def missing(*_args: object) -> int:
             raise unsupported(name)
         return missing
-    return functools.partial(libc.syscall, _long(number))
+    call, n = libc.syscall, _long(number)
+
+    def bound(*args: object) -> int:
+        return call(n, *args)
+    return bound
