@@ -52,7 +52,7 @@ import os
 import sys
 from time import perf_counter as _now
 
-from .context import Context
+from .context import RunContext
 from .errors import EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, describe_oserror
 from .protocol import FINAL, STATUS, ProtocolError, Reader, release, released, send
 from .stages import (
@@ -87,7 +87,7 @@ class StageFailure(Exception):
         return f"stage '{self.stage}' failed in plugin '{self.plugin}': {self.text}"
 
 
-def call_stage(ctx: Context, dispatch: dict, stage: str) -> None:
+def call_stage(ctx: RunContext, dispatch: dict, stage: str) -> None:
     """Call every hook implementation of ``stage``; a required one's failure raises."""
     rows = dispatch.get(stage)
     if not rows:
@@ -146,7 +146,8 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto",
     """Launch ``argv`` under ``plan``; returns secrun's exit status.  ``tty``: ``auto``,
     ``always`` or ``never`` (see :mod:`secrun.terminal`).  ``sup``: the :class:`Supervisor`
     whose handlers are already in place (the command installs them first thing)."""
-    ctx = Context(plan["config"], plan["origins"], plan["plan"], argv, env, verbose)
+    ctx = RunContext(plan["config"], plan["origins"], plan["plan"], plan["facts"], plan["reads"],
+                     argv, env, verbose, plan.get("legacy", ()))
     ctx.log("plan ready")
     dispatch = plan["dispatch"]
     if sup is None:

@@ -10,7 +10,8 @@ from support import REPO
 
 
 def test_every_stage_has_a_documented_hookspec():
-    for name, side, why in STAGES:
+    for stage in STAGES:
+        name, side, why = stage.name, stage.side, stage.why
         spec = getattr(hookspecs, hook_name(name), None)
         assert spec is not None, name
         assert spec.__doc__ and f"Stage ``{name}``" in spec.__doc__
