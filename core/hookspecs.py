@@ -11,7 +11,8 @@ Lifecycle:
    :func:`secrun_audit_categories` (and :func:`secrun_register_commands`).
 2. *Planning*, in secrun before anything runs, and cached: :func:`secrun_compile` (in the order
    the declared facts require), then :func:`secrun_audit` when an audit is asked for, and
-   :func:`secrun_live_facts` when it looks at a running sandbox.
+   :func:`secrun_live_probe` and :func:`secrun_live_facts` when it looks at a running sandbox
+   (from inside and from outside).
 3. *Launching*: one hook per stage of :data:`secrun.stages.STAGES`, in that order, parent-side
    and child-side.  A plugin's hooks are called only when the effective profile contains one
    of the plugin's sections (it is *active*).
@@ -199,6 +200,21 @@ def secrun_audit(ctx: AuditContext) -> list[dict]:
     - ``net.interfaces``: space-separated names;
     - ``rlimit.<name>``: ``"SOFT:HARD"`` as numbers or ``unlimited`` (e.g. ``rlimit.core``);
     - ``landlock.abi``: the ABI version the kernel offers (``"0"``: none).
+    """
+
+
+@hookspec
+def secrun_live_probe() -> str:
+    """Return Python source that observes facts from inside a running sandbox, for
+    ``secrun audit --live``: a module defining ``probe(facts: dict, ref: dict) -> None`` that
+    adds ``{name: value}`` strings to ``facts`` (e.g. ``syscall.<name>`` from calling them
+    harmlessly and looking at the errno).
+
+    Runs in: the sandbox, as part of the audit's probe (``python -I -S``), with the standard
+    library only (no ``secrun`` import: the sandbox may not see it) and whatever the profile
+    allows.  ``ref`` carries facts about the auditing process (its namespace links, the paths
+    the rows ask about).  An exception is reported as the fact ``probe.error``.  Called for
+    every registered plugin, active or not; keep it harmless and quick.
     """
 
 
