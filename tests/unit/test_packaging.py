@@ -18,7 +18,8 @@ def test_wheel_contains_the_mapped_packages_and_profiles(tmp_path):
     (wheel,) = tmp_path.glob("secrun-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("secrun/__init__.py", "secrun/launch.py", "secrun/stages.py",
-                     "secrun/plugins/__init__.py", "secrun/plugins/process.py",
+                     "secrun/plugins/__init__.py", "secrun/plugins/process/__init__.py",
+                     "secrun/plugins/process/stages.py", "secrun/plugins/process/plugin.py",
                      "secrun/profiles/strict.toml", "secrun/profiles/default.toml",
                      "secrun/profiles/unconfined.toml", "secrun/py.typed"):
         assert required in names, required
@@ -26,15 +27,16 @@ def test_wheel_contains_the_mapped_packages_and_profiles(tmp_path):
     meta = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "[console_scripts]\nsecrun = secrun.main:main" in text
-    assert "[secrun.plugins]" in text and "process = secrun.plugins.process" in text
+    assert "[secrun.plugins]" in text and "process = secrun.plugins.process.plugin" in text
 
 
 def test_editable_install_resolves_the_mapping():
     import secrun
-    import secrun.plugins.process as process
+    import secrun.plugins.process.stages as process
 
     assert os.path.realpath(secrun.__file__) == os.path.join(REPO, "core", "__init__.py")
-    assert os.path.realpath(process.__file__) == os.path.join(REPO, "plugins", "process.py")
+    assert os.path.realpath(process.__file__) == os.path.join(REPO, "plugins", "process",
+                                                                 "stages.py")
 
 
 def test_type_checker_resolves_the_mapping():
