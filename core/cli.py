@@ -66,7 +66,7 @@ def profiles(ctx):
 
             with open(path, "rb") as f:
                 desc = tomllib.load(f).get("description", "")
-        except Exception:  # noqa: BLE001 - listing must not fail on one bad file
+        except Exception:  # listing must not fail on one bad file
             desc = "(unreadable)"
         click.echo(f"{name:<16} {source:<8} {path}{note}\n{'':<16} {desc}")
 

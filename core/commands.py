@@ -95,7 +95,7 @@ def index() -> dict[str, tuple[str, str]]:
             if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == key \
                     and isinstance(entry[1], dict):
                 return entry[1]
-        except Exception:  # noqa: BLE001, S110 - a bad index is rebuilt
+        except Exception:  # a bad index is rebuilt
             pass
     found = scan()
     try:

@@ -315,7 +315,7 @@ def _check(field, value, label):
             field.check(value)
         except ValueError as e:
             raise ProfileError(f"{label}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - a check's bug is still one line, not a traceback
+        except Exception as e:  # a check's bug is still one line, not a traceback
             raise ProfileError(f"{label}: the value could not be checked ({type(e).__name__}: "
                                f"{e}: a bug in the plugin that owns the section)") from None
 

@@ -101,7 +101,7 @@ def call_stage(ctx: RunContext, dispatch: dict, stage: str) -> None:
         t0 = _now() if ctx.verbose else 0.0
         try:
             getattr(module, fname)(ctx=ctx)
-        except Exception as exc:  # noqa: BLE001 - every failure must name stage and plugin
+        except Exception as exc:  # every failure must name stage and plugin
             text = describe_oserror(exc)
             if required:
                 raise StageFailure(stage, plugin, text) from None
@@ -569,7 +569,7 @@ def _child(ctx, dispatch, c) -> None:
         _exec(ctx, c, c.sup_pid)
     except StageFailure as f:
         _try_send(c.w_status, STATUS, "error", f.stage, f.plugin, f.text)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         _try_send(c.w_status, STATUS, "error", ctx.stage or "core", ctx.plugin or "core",
                   describe_oserror(exc))
     os._exit(EXIT_FAILED)

@@ -120,7 +120,7 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
             raise ProfileError(f"{blame(e.section, e.key)}: {e}") from None
         except SecrunError:
             raise
-        except Exception as e:  # noqa: BLE001 - a plugin's bug is one line too, not a traceback
+        except Exception as e:  # a plugin's bug is one line too, not a traceback
             # A value the plugin's checks let through and its planning then choked on: name
             # the section and the files that set it, and say whose bug it is.
             section = next((s for s in plugins.info[plugin].sections if s in config), "?")
@@ -311,7 +311,7 @@ def load_cached(key: str):
         return None
     try:
         entry = marshal.loads(payload)
-    except Exception:  # noqa: BLE001 - whatever marshal makes of bad bytes is a miss
+    except Exception:  # whatever marshal makes of bad bytes is a miss
         return None
     if not isinstance(entry, dict) or entry.get("key") != key:
         return None

@@ -100,7 +100,7 @@ class Plugins:
             try:
                 try:
                     module = ep.load()
-                except Exception as e:  # noqa: BLE001 - any import failure is the plugin's
+                except Exception as e:  # any import failure is the plugin's
                     raise PluginError(f"plugin {name!r} (distribution {dist} {ver}) failed to "
                                       f"import: {type(e).__name__}: {e}") from None
                 if not hasattr(module, "__file__") or not hasattr(module, "__name__"):
