@@ -26,7 +26,7 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def shown(value, limit: int = 60) -> str:
+def shown(value: object, limit: int = 60) -> str:
     """``repr(value)`` for a message, cut to about ``limit`` characters with the full length
     said (a 5,000-digit number or a megabyte string is not worth printing whole)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** limit:
@@ -62,7 +62,7 @@ class ProfileError(SecrunError):
 class ConfigError(SecrunError):
     """A plugin rejects the value of ``[section].key``; the core names the file it came from."""
 
-    def __init__(self, section: str, key: str | None, message: str):
+    def __init__(self, section: str, key: str | None, message: str) -> None:
         self.section, self.key, self.message = section, key, message
         where = f"[{section}]" + (f".{key}" if key else "")
         super().__init__(f"{where}: {message}")
@@ -75,7 +75,7 @@ class SetupError(SecrunError):
 
     errno: int | None
 
-    def __init__(self, what: str, message: str | None = None, errno: int | None = None):
+    def __init__(self, what: str, message: str | None = None, errno: int | None = None) -> None:
         if message is None:
             message = errno_text(errno or 0)
         super().__init__(f"{what}: {message}")
@@ -89,7 +89,7 @@ class SyscallError(SetupError, OSError):
     code that catches ``OSError`` around a call sees it as before.  Made by
     :func:`secrun.kernel.error` (or directly, for an errno at hand)."""
 
-    def __init__(self, what: str, errno: int | None, hint: str | None = None):
+    def __init__(self, what: str, errno: int | None, hint: str | None = None) -> None:
         text = errno_text(errno or 0)
         super().__init__(what, f"{text}: {hint}" if hint else text, errno)
         self.strerror, self.filename = text[:text.rindex(" (")], what
