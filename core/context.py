@@ -10,11 +10,25 @@ plugin tells others goes through declared *facts* (``ctx.publish`` at compile ti
 built on every launch.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 from time import perf_counter
 
 from .errors import PluginError, SecrunError
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    # {section: {key: value}}: the validated, merged profile
+    Config = dict[str, dict[str, Any]]
+    # {section: {key: "file"}}: where each value came from
+    Origins = dict[str, dict[str, str]]
+    # {plugin: the facts it may read (or publish)}
+    FactNames = dict[str, tuple[str, ...]]
 
 # When secrun started (close enough: this module is imported first thing on every launch);
 # -v prefixes each line with the milliseconds since then.
@@ -46,8 +60,8 @@ class _Context:
     __slots__ = ("config", "origins", "verbose", "plugin", "warnings", "_facts", "_requires",
                  "cwd", "uid", "gid")
 
-    def __init__(self, config: dict, origins: dict, facts: dict, requires: dict,
-                 verbose: int = 0) -> None:
+    def __init__(self, config: Config, origins: Origins, facts: dict[str, object],
+                 requires: FactNames, verbose: int = 0) -> None:
         self.config = config
         self.origins = origins
         self.verbose = verbose
@@ -59,7 +73,7 @@ class _Context:
         self.uid = os.getuid()
         self.gid = os.getgid()
 
-    def section(self, name: str) -> dict | None:
+    def section(self, name: str) -> dict[str, Any] | None:
         """The section's config, or None when the profile does not have it."""
         return self.config.get(name)
 
@@ -68,11 +82,12 @@ class _Context:
         the default) rather than being reported (best-effort)."""
         return bool(self.config.get(section, {}).get("required", True))
 
-    def fact(self, name: str, default: object = None) -> object:
+    def fact(self, name: str, default: object = None) -> Any:
         """The value of a fact another plugin (or this one) published at compile time, or
         ``default`` when no active plugin published it.  A plugin may read only the facts it
         declared in ``requires`` (or ``publishes``) of its ``secrun_facts``: reading an
-        undeclared one is a plugin bug, and an error."""
+        undeclared one is a plugin bug, and an error.  (Typed ``Any``: a fact's type is what
+        its publisher declared, e.g. ``namespaces.made`` is a list of str.)"""
         declared = self._requires.get(self.plugin or "", ())
         if name not in declared:
             raise PluginError(f"plugin {self.plugin!r} reads the fact {name!r} without "
@@ -96,16 +111,16 @@ class PlanContext(_Context):
 
     __slots__ = ("deps", "notes", "_publishes", "plan")
 
-    def __init__(self, config: dict, origins: dict, requires: dict, publishes: dict,
-                 verbose: int = 0) -> None:
+    def __init__(self, config: Config, origins: Origins, requires: FactNames,
+                 publishes: FactNames, verbose: int = 0) -> None:
         super().__init__(config, origins, {}, requires, verbose)
         self.deps: list[str] = []
         self.notes: list[str] = []
         self._publishes = publishes
-        self.plan: dict = {}  # transitional: compile hooks that store their plan here
+        self.plan: dict[str, Any] = {}  # transitional: compile hooks that store their plan here
 
     @property
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, object]:
         """Every fact published so far (the core's copy; read with :meth:`fact`)."""
         return self._facts
 
@@ -147,13 +162,14 @@ class RunContext(_Context):
                  "fork_after_namespaces", "reports", "_plans", "_states", "_warn_sink",
                  "_legacy")
 
-    def __init__(self, config: dict, origins: dict, plans: dict, facts: dict, requires: dict,
-                 argv: list | tuple = (), env: dict | None = None, verbose: int = 0,
-                 legacy: tuple | list = ()) -> None:
+    def __init__(self, config: Config, origins: Origins, plans: dict[str, Any],
+                 facts: dict[str, object], requires: FactNames, argv: Sequence[str] = (),
+                 env: dict[str, str] | None = None, verbose: int = 0,
+                 legacy: Sequence[str] = ()) -> None:
         super().__init__(config, origins, facts, requires, verbose)
         self._plans = plans
         self._legacy = legacy
-        self._states: dict = {}
+        self._states: dict[Any, Any] = {}  # {plugin: its state}, or the legacy shared dict
         self.argv = list(argv)
         self.env = dict(os.environ) if env is None else env
         self.pid: int | None = None
@@ -162,17 +178,18 @@ class RunContext(_Context):
         self.in_child = False
         self.fork_after_namespaces = False
         self.reports: list[str] = []
-        self._warn_sink = None
+        self._warn_sink: Callable[[str], object] | None = None
 
     @property
-    def plan(self):
-        """This plugin's compiled plan (None if its compile returned nothing)."""
+    def plan(self) -> Any:
+        """This plugin's compiled plan (None if its compile returned nothing); typed ``Any``:
+        it is the plugin's own plan TypedDict (``plan: XPlan = ctx.plan``)."""
         if self.plugin in self._legacy:
             return self._plans
-        return self._plans.get(self.plugin)
+        return self._plans.get(self.plugin or "")
 
     @property
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         """This plugin's per-run scratch dict."""
         if self.plugin in self._legacy:
             return self._states
@@ -205,9 +222,9 @@ class AuditContext(_Context):
 
     __slots__ = ("argv", "pid", "_plans", "_legacy")
 
-    def __init__(self, config: dict, origins: dict, plans: dict, facts: dict, requires: dict,
-                 argv: list | tuple = (), pid: int | None = None,
-                 legacy: tuple | list = ()) -> None:
+    def __init__(self, config: Config, origins: Origins, plans: dict[str, Any],
+                 facts: dict[str, object], requires: FactNames, argv: Sequence[str] = (),
+                 pid: int | None = None, legacy: Sequence[str] = ()) -> None:
         super().__init__(config, origins, facts, requires)
         self._plans = plans
         self._legacy = legacy
@@ -215,11 +232,12 @@ class AuditContext(_Context):
         self.pid = pid
 
     @property
-    def plan(self):
-        """This plugin's compiled plan (None if its compile returned nothing)."""
+    def plan(self) -> Any:
+        """This plugin's compiled plan (None if its compile returned nothing); typed ``Any``:
+        it is the plugin's own plan TypedDict (``plan: XPlan = ctx.plan``)."""
         if self.plugin in self._legacy:
             return self._plans
-        return self._plans.get(self.plugin)
+        return self._plans.get(self.plugin or "")
 
 
 # The launch path's context until every plugin speaks the phase contexts above.
@@ -241,36 +259,38 @@ class Context:
                  "verbose", "fork_after_namespaces", "stage", "plugin", "warnings", "reports",
                  "deps", "uid", "gid", "_warn_sink", "in_child")
 
-    def __init__(self, config, origins, plan, argv=(), env=None, verbose=0):
+    def __init__(self, config: Config, origins: Origins, plan: dict[str, Any],
+                 argv: Sequence[str] = (), env: dict[str, str] | None = None,
+                 verbose: int = 0) -> None:
         self.config = config
         self.origins = origins
         self.plan = plan
-        self.state = {}
+        self.state: dict[str, Any] = {}
         self.argv = list(argv)
         self.env = dict(os.environ) if env is None else env
         self.cwd = working_directory()
         self.uid = os.getuid()
         self.gid = os.getgid()
-        self.pid = None
-        self.status = None
+        self.pid: int | None = None
+        self.status: int | None = None
         self.verbose = verbose
         self.fork_after_namespaces = False
-        self.stage = None
-        self.plugin = None
-        self.warnings = []
-        self.reports = []
-        self.deps = []
+        self.stage: str | None = None
+        self.plugin: str | None = None
+        self.warnings: list[str] = []
+        self.reports: list[str] = []
+        self.deps: list[str] = []
         self.in_child = False
-        self._warn_sink = None
+        self._warn_sink: Callable[[str], object] | None = None
 
-    def section(self, name):
+    def section(self, name: str) -> dict[str, Any] | None:
         """The section's config, or None when the profile does not have it."""
         return self.config.get(name)
 
-    def required(self, section):
+    def required(self, section: str) -> bool:
         return bool(self.config.get(section, {}).get("required", True))
 
-    def warn(self, text):
+    def warn(self, text: str) -> None:
         """Report a best-effort control that was not applied (stderr, and the audit)."""
         self.warnings.append(text)
         if self._warn_sink is not None:
@@ -278,16 +298,16 @@ class Context:
         else:
             sys.stderr.write(f"secrun: warning: {text}\n")
 
-    def report(self, text):
+    def report(self, text: str) -> None:
         """Say something about the run to the user (e.g. why the workload was killed)."""
         self.reports.append(text)
         sys.stderr.write(f"secrun: {text}\n")
 
-    def log(self, text):
+    def log(self, text: str) -> None:
         """Verbose (-v) diagnostics, with the time since secrun started."""
         if self.verbose:
             sys.stderr.write(f"secrun: {(perf_counter() - T0) * 1000:7.2f} ms  {text}\n")
 
-    def depends_on(self, path):
+    def depends_on(self, path: str) -> None:
         """At planning time: the compiled plan depends on this file; a change invalidates it."""
         self.deps.append(os.path.abspath(path))

@@ -32,13 +32,23 @@ kind           fields                  meaning
 On the launch path: imports nothing beyond ``os`` and ``marshal``.
 """
 
+from __future__ import annotations
+
 import marshal
 import os
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from typing import Any
+
+    # kind -> the type of each field; a message is (kind, field, ...)
+    Kinds = dict[str, tuple[type, ...]]
+    Record = tuple[Any, ...]
 
 MAX_RECORD = 1 << 20
 
 # kind -> the type of each field, in order
-STATUS = {
+STATUS: Kinds = {
     "ready": (),
     "attach": (),
     "pid": (int,),
@@ -47,7 +57,7 @@ STATUS = {
     "error": (str, str, str),
     "exec_error": (int, str),
 }
-FINAL = {
+FINAL: Kinds = {
     "stop": (int,),
     "exit": (int,),
 }
@@ -56,12 +66,12 @@ FINAL = {
 class ProtocolError(Exception):
     """What came down a pipe is not a message that pipe carries (``what``: how it looked)."""
 
-    def __init__(self, what: str):
+    def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
 
 
-def _valid(record, kinds: dict) -> bool:
+def _valid(record: object, kinds: Kinds) -> bool:
     if type(record) is not tuple or not record:
         return False
     shape = kinds.get(record[0]) if type(record[0]) is str else None
@@ -73,7 +83,7 @@ def _valid(record, kinds: dict) -> bool:
     return True
 
 
-def send(fd: int, kinds: dict, *record) -> None:
+def send(fd: int, kinds: Kinds, *record: str | int) -> None:
     """Write one message ``(kind, field, ...)``; its shape is checked against ``kinds`` first
     (a malformed message is a bug in secrun, never sent)."""
     if not _valid(record, kinds):
@@ -90,7 +100,7 @@ class Reader:
 
     __slots__ = ("fd", "kinds", "buf")
 
-    def __init__(self, fd: int, kinds: dict):
+    def __init__(self, fd: int, kinds: Kinds) -> None:
         self.fd, self.kinds, self.buf = fd, kinds, b""
 
     def _fill(self, n: int) -> bool:
@@ -101,7 +111,7 @@ class Reader:
             self.buf += chunk
         return True
 
-    def next(self):
+    def next(self) -> Record | None:
         """The next message, a tuple ``(kind, field, ...)``; None at EOF (a message cut short
         by EOF is EOF too: its writer died while writing).  Raises :class:`ProtocolError` for
         anything else: too large, not marshal data, not a tuple, or not a kind of this pipe with

@@ -6,7 +6,17 @@ Types are written as Python values: ``bool``, ``int``, ``float``, ``str``, ``[st
 strings), ``{str: int}`` (a table), ``(str, int)`` (either), ``object`` (anything TOML can say).
 """
 
+from __future__ import annotations
+
 from .errors import shown
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable
+    from typing import Any
+
+    # bool, int, float, str, object, [str], {str: int}, (str, int): see the module docstring
+    TypeSpec = type | list[Any] | dict[Any, Any] | tuple[Any, ...]
 
 # Every section gets this field from the core: whether failing to apply the section's controls
 # stops the launch (the default: fail closed) or is reported and tolerated (best-effort).
@@ -15,9 +25,16 @@ REQUIRED_HELP = ("true: if a control of this section cannot be applied the workl
 
 
 class Field:
+    """One key of a section: its type (see the module docstring), its default, its meaning
+    (one line, in ``docs/profiles.md``), the values it may take (``choices``, for a list: each
+    item) and ``check(value)``, which raises ValueError with a one-line reason (its return
+    value is ignored)."""
+
     __slots__ = ("name", "type", "default", "help", "choices", "check")
 
-    def __init__(self, name, type, default, help, choices=None, check=None):
+    def __init__(self, name: str, type: TypeSpec, default: object, help: str,
+                 choices: Collection[object] | None = None,
+                 check: Callable[[Any], object] | None = None) -> None:
         self.name = name
         self.type = type
         self.default = default
@@ -36,20 +53,23 @@ class Field:
 
 
 class Section:
+    """A profile section a plugin owns: its name, its meaning and its fields (the core adds
+    ``required``)."""
+
     __slots__ = ("name", "help", "fields")
 
-    def __init__(self, name, help, fields):
+    def __init__(self, name: str, help: str, fields: Iterable[Field]) -> None:
         self.name = name
         self.help = help
         self.fields = {f.name: f for f in fields}
         if "required" not in self.fields:
             self.fields["required"] = Field("required", bool, True, REQUIRED_HELP)
 
-    def defaults(self) -> dict:
+    def defaults(self) -> dict[str, Any]:
         return {k: _copy(f.default) for k, f in self.fields.items()}
 
 
-def _copy(value):
+def _copy(value: object) -> object:
     if isinstance(value, list):
         return list(value)
     if isinstance(value, dict):
@@ -60,7 +80,7 @@ def _copy(value):
 _NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", object: "any value"}
 
 
-def type_name(spec) -> str:
+def type_name(spec: TypeSpec) -> str:
     if isinstance(spec, list):
         return "list of " + type_name(spec[0]) + "s" if spec else "list"
     if isinstance(spec, dict):
@@ -71,7 +91,7 @@ def type_name(spec) -> str:
     return _NAMES.get(spec, getattr(spec, "__name__", str(spec)))
 
 
-def conforms(value, spec) -> bool:
+def conforms(value: object, spec: TypeSpec) -> bool:
     """Whether a TOML value has the declared type."""
     if spec is object:
         return True
@@ -130,7 +150,7 @@ BINARY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 <
                 "e": 1 << 60}
 
 
-def parse_scaled(text: str, maximum: int, units: dict = BINARY_UNITS,
+def parse_scaled(text: str, maximum: int, units: dict[str, int] = BINARY_UNITS,
                  what: str = "value allowed") -> int:
     """The value of ASCII digits with an optional one-letter unit of ``units`` (any case:
     ``"512M"``, ``"64k"``); ValueError (with a one-line reason) when ``text`` is not one, or

@@ -35,6 +35,8 @@ workload starts.  A parent stage lists ``on``, what makes it run: a moment of th
 order; and ``release``, the byte on the go pipe that lets the child go on after it.
 """
 
+from __future__ import annotations
+
 PARENT = "parent"
 CHILD = "child"
 
@@ -56,8 +58,10 @@ class Stage:
 
     __slots__ = ("name", "side", "why", "before", "after", "on", "release")
 
-    def __init__(self, name: str, side: str, *, why: str, before: tuple = (),
-                 after: tuple = (), on: tuple = (), release: bytes = b""):
+    def __init__(self, name: str, side: str, *, why: str,
+                 before: tuple[tuple[str, str], ...] = (),
+                 after: tuple[tuple[str, str], ...] = (), on: tuple[str, ...] = (),
+                 release: bytes = b"") -> None:
         self.name, self.side, self.why = name, side, why
         self.before, self.after, self.on, self.release = before, after, on, release
 
