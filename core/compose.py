@@ -11,6 +11,8 @@ effective value remembers the file and key it came from.
 This module runs only at planning time (a cached launch never imports it).
 """
 
+from __future__ import annotations
+
 import os
 import re
 import stat
@@ -20,8 +22,16 @@ from .context import working_directory
 from .errors import ProfileError, shown
 from .schema import conforms, type_name
 
+TYPE_CHECKING = False  # (mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
+    from .context import Config, Origins
+    from .schema import Field, Section, TypeSpec
+
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-TOP_LEVEL = {"description": str, "extends": (str, [str]), "plugins": [str]}
+TOP_LEVEL: dict[str, TypeSpec] = {"description": str, "extends": (str, [str]), "plugins": [str]}
 BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
 # In an editable install the bundled files are symlinks into the checkout; name the real file.
 SYSTEM = "/etc/secrun/profiles"
@@ -52,7 +62,7 @@ def search_path() -> list[tuple[str, str]]:
 class RawProfile:
     __slots__ = ("name", "path", "source", "data")
 
-    def __init__(self, name, path, source, data):
+    def __init__(self, name: str, path: str, source: str, data: dict[str, Any]) -> None:
         self.name, self.path, self.source, self.data = name, path, source, data
 
 
@@ -60,7 +70,8 @@ def is_path(ref: str) -> bool:
     return ref.startswith(("/", "./")) and ref.endswith(".toml")
 
 
-def resolve(ref: str, base_dir: str | None = None, probed: list | None = None) -> tuple[str, str]:
+def resolve(ref: str, base_dir: str | None = None,
+            probed: list[str] | None = None) -> tuple[str, str]:
     """Profile name or path -> (path, source label).  ``probed`` collects every path looked at."""
     if is_path(ref):
         path = ref if ref.startswith("/") else os.path.join(base_dir or working_directory(), ref)
@@ -116,7 +127,7 @@ MAX_DEPTH = 32
 MAX_SIZE = 16 << 20  # bytes; the bundled profiles are a few KB
 
 
-def _parse(path: str, raw: bytes) -> dict:
+def _parse(path: str, raw: bytes) -> dict[str, Any]:
     """TOML bytes -> data, every failure a ProfileError naming the file (and the line)."""
     try:
         text = raw.decode("utf-8")
@@ -139,9 +150,9 @@ def _parse(path: str, raw: bytes) -> dict:
                            f"digits{at}") from None
 
 
-def _too_deep(data: dict) -> str | None:
+def _too_deep(data: dict[str, Any]) -> str | None:
     """The dotted key of the first value nested more than MAX_DEPTH levels, or None."""
-    stack = [(data, "", 1)]
+    stack: list[tuple[object, str, int]] = [(data, "", 1)]
     while stack:
         value, where, depth = stack.pop()
         if depth > MAX_DEPTH:
@@ -179,7 +190,7 @@ def read(path: str, name: str, source: str) -> RawProfile:
     return RawProfile(name, path, source, data)
 
 
-def load_chain(refs: list[str], probed: list | None = None) -> list[RawProfile]:
+def load_chain(refs: Iterable[str], probed: list[str] | None = None) -> list[RawProfile]:
     """Resolve profiles and their ``extends``, depth first, into merge order.
 
     Each file is merged once, at its first position; a cycle is an error naming the chain.
@@ -189,7 +200,7 @@ def load_chain(refs: list[str], probed: list | None = None) -> list[RawProfile]:
     seen: set[str] = set()
     # The files being resolved, innermost last: [profile, path, parents still to visit] each;
     # `chain` is their paths, `on_chain` the same as a set.
-    stack: list = []
+    stack: list[tuple[RawProfile, str, list[str]]] = []
     chain: list[str] = []
     on_chain: set[str] = set()
 
@@ -207,7 +218,7 @@ def load_chain(refs: list[str], probed: list | None = None) -> list[RawProfile]:
             return
         prof = read(path, ref, source)
         ext = prof.data.get("extends", [])
-        stack.append([prof, path, list(reversed([ext] if isinstance(ext, str) else ext))])
+        stack.append((prof, path, list(reversed([ext] if isinstance(ext, str) else ext))))
         chain.append(path)
         on_chain.add(path)
 
@@ -235,7 +246,7 @@ def third_party_plugins(chain: list[RawProfile]) -> list[str]:
     return names
 
 
-def _tname(v) -> str:
+def _tname(v: object) -> str:
     for t, n in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
                  (list, "list"), (dict, "table")):
         if isinstance(v, t):
@@ -255,11 +266,9 @@ def _edited(org: str, origin: str) -> str:
     return origin if org == BUILTIN_DEFAULT else f"{org} + {origin}"
 
 
-def _apply(config, origins, schema, section, key, value, origin, where, op="="):
-    """Apply one profile value to the effective config, validating it against the schema.
-
-    ``op`` is ``=`` (set; a ``{add, remove}`` table edits a list) or, from ``--set``, ``+=``
-    / ``-=``, which edit a list and are an error for any other field."""
+def _field(schema: dict[str, Section], section: str, key: str, where: str
+           ) -> tuple[Section, Field]:
+    """The section and the field a profile value is for; an unknown one is a ProfileError."""
     sec = schema.get(section)
     if sec is None:
         raise ProfileError(f"{where}: unknown section [{_name(section)}] "
@@ -268,33 +277,54 @@ def _apply(config, origins, schema, section, key, value, origin, where, op="="):
     if field is None:
         raise ProfileError(f"{where}: unknown key [{section}].{_name(key)} "
                            f"(known: {', '.join(sorted(sec.fields))})")
+    return sec, field
+
+
+def _list_edit(field: Field, op: str, value: object, label: str) -> dict[str, object]:
+    """``--set S.K+=V`` / ``-=``: the ``{add}`` / ``{remove}`` edit it is; only for a list."""
+    if not field.is_list:
+        raise ProfileError(f"{label}: {op} edits a list, and this value is not one "
+                           f"({type_name(field.type)}): use = to set it")
+    return {"add" if op == "+=" else "remove": value if isinstance(value, list) else [value]}
+
+
+def _edit_list(field: Field, current: list[Any], edit: dict[str, Any], label: str
+               ) -> list[Any]:
+    """``current`` with a ``{add = [...], remove = [...]}`` edit applied."""
+    extra = set(edit) - {"add", "remove"}
+    if extra:
+        raise ProfileError(f"{label}: a list edit takes only 'add' and 'remove', "
+                           f"not {', '.join(_name(k) for k in sorted(extra))}")
+    add, remove = edit.get("add", []), edit.get("remove", [])
+    for part, items in (("add", add), ("remove", remove)):
+        if not conforms(items, field.type):
+            raise ProfileError(f"{label}.{part}: expected {type_name(field.type)}, "
+                               f"got {_tname(items)}")
+    return [x for x in current if x not in remove] + [
+        x for x in add if x not in current and x not in remove]
+
+
+def _apply(config: Config, origins: Origins, schema: dict[str, Section], section: str,
+           key: str, value: object, origin: str, where: str, op: str = "=") -> None:
+    """Apply one profile value to the effective config, validating it against the schema.
+
+    ``op`` is ``=`` (set; a ``{add, remove}`` table edits a list) or, from ``--set``, ``+=``
+    / ``-=``, which edit a list and are an error for any other field."""
+    sec, field = _field(schema, section, key, where)
     cfg = config.setdefault(section, sec.defaults())
     org = origins.setdefault(section, {k: BUILTIN_DEFAULT for k in sec.fields})
     label = f"{where}: [{section}].{key}"
     if op != "=":
-        if not field.is_list:
-            raise ProfileError(f"{label}: {op} edits a list, and this value is not one "
-                               f"({type_name(field.type)}): use = to set it")
-        value = {"add" if op == "+=" else "remove": value if isinstance(value, list) else [value]}
+        value = _list_edit(field, op, value, label)
     if field.is_list and isinstance(value, dict):
-        extra = set(value) - {"add", "remove"}
-        if extra:
-            raise ProfileError(f"{label}: a list edit takes only 'add' and 'remove', "
-                               f"not {', '.join(_name(k) for k in sorted(extra))}")
-        add, remove = value.get("add", []), value.get("remove", [])
-        for part, items in (("add", add), ("remove", remove)):
-            if not conforms(items, field.type):
-                raise ProfileError(f"{label}.{part}: expected {type_name(field.type)}, "
-                                   f"got {_tname(items)}")
-        new = [x for x in cfg[key] if x not in remove] + [
-            x for x in add if x not in cfg[key] and x not in remove]
+        new = _edit_list(field, cfg[key], value, label)
         org[key] = _edited(org[key], origin)
         _check(field, new, label)
         cfg[key] = new
         return
     if not conforms(value, field.type):
         raise ProfileError(f"{label}: expected {type_name(field.type)}, got {_tname(value)}")
-    if field.is_table and isinstance(cfg.get(key), dict):
+    if field.is_table and isinstance(cfg.get(key), dict) and isinstance(value, dict):
         value = {**cfg[key], **value}
         org[key] = _edited(org[key], origin)
     else:
@@ -303,7 +333,7 @@ def _apply(config, origins, schema, section, key, value, origin, where, op="="):
     cfg[key] = value
 
 
-def _check(field, value, label):
+def _check(field: Field, value: object, label: str) -> None:
     if field.choices is not None:
         vals = value if isinstance(value, list) else [value]
         bad = [v for v in vals if v not in field.choices]
@@ -320,10 +350,11 @@ def _check(field, value, label):
                                f"{e}: a bug in the plugin that owns the section)") from None
 
 
-def merge(chain: list[RawProfile], schema: dict, sets=()) -> tuple[dict, dict]:
+def merge(chain: list[RawProfile], schema: dict[str, Section], sets: Iterable[str] = ()
+          ) -> tuple[Config, Origins]:
     """Merge a profile chain (and ``--set`` overrides) into (config, origins)."""
-    config: dict = {}
-    origins: dict = {}
+    config: Config = {}
+    origins: Origins = {}
     for prof in chain:
         for section, table in prof.data.items():
             if not isinstance(table, dict):
@@ -351,7 +382,7 @@ _SET_RE = re.compile(r"([a-z0-9_]+(?:-[a-z0-9_]+)*)\.([a-z0-9_]+(?:-[a-z0-9_]+)*
                      r"\s*(\+=|-=|=)(.*)\Z", re.S | re.ASCII)
 
 
-def parse_set(item: str):
+def parse_set(item: str) -> tuple[str, str, str, object]:
     """'section.key=value' (or +=, -= for lists) -> (section, key, op, value).
 
     The value is read as a TOML value when it is one (true, 12, [..], "..") and as a plain
@@ -362,7 +393,7 @@ def parse_set(item: str):
         raise ProfileError(f"--set {shown(item)}: expected SECTION.KEY=VALUE "
                            f"(or SECTION.KEY+=VALUE / SECTION.KEY-=VALUE to edit a list)")
     section, key, op, raw = m.groups()
-    value = raw
+    value: object = raw
     try:
         doc = tomllib.loads("v = " + raw)
     except (tomllib.TOMLDecodeError, ValueError, RecursionError):
@@ -379,8 +410,8 @@ def parse_set(item: str):
 
 def available() -> list[tuple[str, str, str, bool]]:
     """Every profile name found on the search path: (name, path, source, shadowed)."""
-    out = []
-    seen = set()
+    out: list[tuple[str, str, str, bool]] = []
+    seen: set[str] = set()
     for label, d in search_path():
         try:
             names = sorted(n[:-5] for n in os.listdir(d) if n.endswith(".toml"))

@@ -48,11 +48,28 @@ Cost on a cached launch: importing ``_blake2`` (~0.1 ms, builtin; not ``hashlib`
 OpenSSL module costs ~17 ms) and hashing the plan (~70 µs for 26 KB).
 """
 
+from __future__ import annotations
+
 import os
 
 from . import __version__
 from .context import PlanContext, working_directory
 from .errors import ConfigError, PluginError, ProfileError, SecrunError
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import ModuleType
+    from typing import Any
+
+    from .compose import RawProfile
+    from .context import FactNames
+    from .registry import Plugins
+
+    # The compiled plan: the fields of the module docstring (marshal-able plain data).
+    Plan = dict[str, Any]
+    # A file's identity for the cache: (mtime, ctime, size, inode, device)
+    Ident = tuple[int, int, int, int, int]
 
 # A dependency whose ctime is this close to the build's start (or later) may have changed after
 # its content was read: the kernel stamps ctime from its coarse clock, up to one tick (4 ms at
@@ -61,26 +78,16 @@ from .errors import ConfigError, PluginError, ProfileError, SecrunError
 _RACY_NS = 10_000_000
 
 
-def build(profile_refs, sets=(), extra_plugins=()) -> dict:
+def build(profile_refs: Iterable[str], sets: Sequence[str] = (),
+          extra_plugins: Iterable[str] = ()) -> Plan:
     from . import compose as profiles
-    from .registry import Plugins
-
-    probed: list = []
-    chain = profiles.load_chain(list(profile_refs), probed)
-    wanted = profiles.third_party_plugins(chain) + [p for p in extra_plugins]
-    try:
-        plugins = Plugins(wanted)
-    except PluginError as e:
-        # name the profile that asked for the plugin (not --plugin: that is the command line)
-        asking = next((prof.path for prof in chain for n in prof.data.get("plugins", [])
-                       if f"plugin {n!r}" in str(e)), None)
-        if asking is None:
-            raise
-        raise ProfileError(f"profile {asking}: plugins: {e}") from None
-    config, origins = profiles.merge(chain, plugins.sections, list(sets))
-    active = plugins.active(config)
     from . import facts as _facts
 
+    probed: list[str] = []
+    chain = profiles.load_chain(list(profile_refs), probed)
+    plugins = _load_plugins(chain, extra_plugins)
+    config, origins = profiles.merge(chain, plugins.sections, list(sets))
+    active = plugins.active(config)
     reads = _facts.readable(plugins.facts)
     ctx = PlanContext(config, origins, reads, _facts.publishable(plugins.facts))
     ctx.facts.update(_facts.defaults(plugins.facts))
@@ -88,22 +95,58 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         order = _facts.compile_order(active, plugins.facts)
     except PluginError as e:
         raise ProfileError(f"profile {chain[-1].path}: {e}") from None
-    plans: dict = {}
+    plans = _compile(plugins, active, order, ctx, _Blame(chain, sets, origins))
+    files = [p.path for p in chain] + probed + plugins.files() + ctx.deps
+    return _assemble(plugins, active, ctx, plans, reads, chain, files)
 
-    def blame(section, key) -> str:
-        """Where a refused value came from: the file (or --set) that set [section].key, else
-        every file and --set that has the section (a value left at its default, or the
-        section as a whole, was refused)."""
-        origin = origins.get(section, {}).get(key or "", "")
+
+def _load_plugins(chain: list[RawProfile], extra_plugins: Iterable[str]) -> Plugins:
+    """The built-in plugins and the third-party ones the profiles (or --plugin) ask for; a
+    plugin a profile asked for that cannot be loaded is that profile's error."""
+    from . import compose as profiles
+    from .registry import Plugins
+
+    wanted = profiles.third_party_plugins(chain) + [p for p in extra_plugins]
+    try:
+        return Plugins(wanted)
+    except PluginError as e:
+        # name the profile that asked for the plugin (not --plugin: that is the command line)
+        asking = next((prof.path for prof in chain for n in prof.data.get("plugins", [])
+                       if f"plugin {n!r}" in str(e)), None)
+        if asking is None:
+            raise
+        raise ProfileError(f"profile {asking}: plugins: {e}") from None
+
+
+class _Blame:
+    """Where a refused value came from, for a compile error's message."""
+
+    __slots__ = ("chain", "sets", "origins")
+
+    def __init__(self, chain: list[RawProfile], sets: Sequence[str],
+                 origins: dict[str, dict[str, str]]) -> None:
+        self.chain, self.sets, self.origins = chain, sets, origins
+
+    def __call__(self, section: str, key: str | None) -> str:
+        """The file (or --set) that set [section].key, else every file and --set that has the
+        section (a value left at its default, or the section as a whole, was refused)."""
+        from . import compose as profiles
+
+        origin = self.origins.get(section, {}).get(key or "", "")
         if origin and origin != profiles.BUILTIN_DEFAULT:
             return _where(origin, profiles)
-        having = [p.path for p in chain if isinstance(p.data.get(section), dict)]
-        if any(profiles.parse_set(item)[0] == section for item in sets):
+        having = [p.path for p in self.chain if isinstance(p.data.get(section), dict)]
+        if any(profiles.parse_set(item)[0] == section for item in self.sets):
             having.append(profiles.COMMAND_LINE)
         if not having:
             return "profile"
         return ("profile " if having[0] != profiles.COMMAND_LINE else "") + ", ".join(having)
 
+
+def _compile(plugins: Plugins, active: list[str], order: list[str], ctx: PlanContext,
+             blame: _Blame) -> dict[str, Any]:
+    """{plugin: its plan}: every active plugin's ``secrun_compile``, in fact order."""
+    plans: dict[str, Any] = {}
     compilers = dict(plugins.order("secrun_compile", active))
     for plugin in order:
         fn = compilers.get(plugin)
@@ -121,20 +164,28 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         except SecrunError:
             raise
         except Exception as e:  # a plugin's bug is one line too, not a traceback
-            # A value the plugin's checks let through and its planning then choked on: name
-            # the section and the files that set it, and say whose bug it is.
-            section = next((s for s in plugins.info[plugin].sections if s in config), "?")
-            text = f"{type(e).__name__}: {e}"
-            raise ProfileError(
-                f"{blame(section, None)}: [{section}]: the {plugin} plugin could not plan "
-                f"this section ({text[:200]}): a bug in that plugin, please report it"
-            ) from None
-    dispatch = plugins.dispatch(active, config)
-    files = [p.path for p in chain] + probed + plugins.files() + ctx.deps
+            raise _plugin_bug(plugins, plugin, ctx.config, blame, e) from None
+    return plans
+
+
+def _plugin_bug(plugins: Plugins, plugin: str, config: dict[str, Any], blame: _Blame,
+                e: Exception) -> ProfileError:
+    """A value the plugin's checks let through and its planning then choked on: name the
+    section and the files that set it, and say whose bug it is."""
+    section = next((s for s in plugins.info[plugin].sections if s in config), "?")
+    text = f"{type(e).__name__}: {e}"
+    return ProfileError(
+        f"{blame(section, None)}: [{section}]: the {plugin} plugin could not plan "
+        f"this section ({text[:200]}): a bug in that plugin, please report it")
+
+
+def _assemble(plugins: Plugins, active: list[str], ctx: PlanContext, plans: dict[str, Any],
+              reads: FactNames, chain: list[RawProfile], files: list[str]) -> Plan:
+    """The plan's fields (see the module docstring)."""
     return {
         "version": __version__,
-        "config": config,
-        "origins": origins,
+        "config": ctx.config,
+        "origins": ctx.origins,
         "plan": plans,
         "facts": ctx.facts,
         "reads": {p: list(reads.get(p, ())) for p in active},
@@ -142,7 +193,7 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
         # transitional: plugins that still read the whole plan (no secrun_facts declared)
         "legacy": [n for n in active
                    if getattr(plugins.info[n].module, "secrun_facts", None) is None],
-        "dispatch": dispatch,
+        "dispatch": plugins.dispatch(active, ctx.config),
         "active": active,
         "plugins": [(i.name, i.dist, i.version, i.file, i.builtin, list(i.sections))
                     for i in plugins.info.values()],
@@ -151,14 +202,14 @@ def build(profile_refs, sets=(), extra_plugins=()) -> dict:
     }
 
 
-def _where(origin: str, profiles) -> str:
+def _where(origin: str, profiles: ModuleType) -> str:
     """'profile FILE' for the origin of a value, or 'command line' / 'profile'."""
     if origin and origin not in (profiles.COMMAND_LINE, profiles.BUILTIN_DEFAULT):
         return f"profile {origin}"
     return origin or "profile"
 
 
-def _ident(path):
+def _ident(path: str) -> Ident | None:
     """A file's identity for the cache: (mtime, ctime, size, inode, device), None if missing."""
     try:
         st = os.stat(path)
@@ -198,7 +249,8 @@ def _boot_id() -> str:
         return ""
 
 
-def cache_key(profile_refs, sets, extra_plugins) -> str:
+def cache_key(profile_refs: Iterable[str], sets: Iterable[str],
+              extra_plugins: Iterable[str]) -> str:
     env = os.environ
     return repr((__version__, tuple(profile_refs), tuple(sets), tuple(extra_plugins),
                  working_directory(), os.getuid(), os.getgid(), os.geteuid(),
@@ -231,7 +283,7 @@ def _seal(payload: bytes) -> bytes:
     return MAGIC + _digest(payload) + payload
 
 
-def _unseal(data: bytes):
+def _unseal(data: bytes) -> bytes | None:
     """The payload of a cache file's bytes, or None when the format or the digest is wrong."""
     start = len(MAGIC) + _DIGEST_SIZE
     if len(data) <= start or not data.startswith(MAGIC):
@@ -242,7 +294,7 @@ def _unseal(data: bytes):
     return payload
 
 
-def _read_regular(path: str):
+def _read_regular(path: str) -> bytes | None:
     """The content of ``path`` if it is a regular file owned by us and not writable by
     others; None otherwise.  Never follows a symlink and never blocks on a FIFO."""
     import stat
@@ -272,7 +324,7 @@ def _read_regular(path: str):
         os.close(fd)
 
 
-def _well_formed(plan) -> bool:
+def _well_formed(plan: object) -> bool:
     """The plan has every field, with the types the launch path and the cache check use."""
     if not isinstance(plan, dict):
         return False
@@ -281,22 +333,28 @@ def _well_formed(plan) -> bool:
             return False
     if plan["version"] != __version__:
         return False
-    for rows in plan["dispatch"].values():
-        if not isinstance(rows, list):
-            return False
-        for row in rows:
-            if not (isinstance(row, tuple) and len(row) == 4 and isinstance(row[0], str)
-                    and isinstance(row[1], str) and isinstance(row[2], str)
-                    and isinstance(row[3], bool)):
-                return False
-    for dep in plan["deps"]:
-        if not (isinstance(dep, tuple) and len(dep) == 2 and isinstance(dep[0], str)
-                and (dep[1] is None or isinstance(dep[1], tuple))):
-            return False
+    if not all(isinstance(rows, list) and all(_dispatch_row(row) for row in rows)
+               for rows in plan["dispatch"].values()):
+        return False
+    if not all(_dep(dep) for dep in plan["deps"]):
+        return False
     return all(isinstance(v, dict) for v in plan["config"].values())
 
 
-def load_cached(key: str):
+def _dispatch_row(row: object) -> bool:
+    """(module, function, plugin, required)"""
+    return (isinstance(row, tuple) and len(row) == 4 and isinstance(row[0], str)
+            and isinstance(row[1], str) and isinstance(row[2], str)
+            and isinstance(row[3], bool))
+
+
+def _dep(dep: object) -> bool:
+    """(path, identity or None)"""
+    return (isinstance(dep, tuple) and len(dep) == 2 and isinstance(dep[0], str)
+            and (dep[1] is None or isinstance(dep[1], tuple)))
+
+
+def load_cached(key: str) -> Plan | None:
     """The cached plan for ``key``, or None (a miss) when any check fails."""
     import marshal
 
@@ -324,13 +382,13 @@ def load_cached(key: str):
     return plan
 
 
-def _changed_since(plan: dict, start_ns: int) -> bool:
+def _changed_since(plan: Plan, start_ns: int) -> bool:
     """Whether a dependency changed after (or just before) ``start_ns``."""
     limit = start_ns - _RACY_NS
     return any(ident is not None and ident[1] >= limit for _f, ident in plan["deps"])
 
 
-def store(key: str, plan: dict) -> None:
+def store(key: str, plan: Plan) -> None:
     import marshal
 
     path = _cache_file(key)
@@ -354,7 +412,8 @@ def store(key: str, plan: dict) -> None:
             pass
 
 
-def get(profile_refs, sets=(), extra_plugins=(), use_cache=True) -> dict:
+def get(profile_refs: Iterable[str], sets: Sequence[str] = (),
+        extra_plugins: Iterable[str] = (), use_cache: bool = True) -> Plan:
     """The plan for these arguments, from the cache when it is still valid."""
     if not use_cache or os.environ.get("SECRUN_NO_CACHE"):
         return build(profile_refs, sets, extra_plugins)

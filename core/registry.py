@@ -12,6 +12,8 @@ surprise, so merely installing a distribution with a ``secrun.plugins`` entry po
 launch.  ``secrun plugins`` lists (and imports) every installed one.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import sys
@@ -23,6 +25,18 @@ from .commands import entry_point_group
 from .errors import PluginError
 from .facts import Facts
 from .stages import STAGE_NAMES, hook_name
+
+TYPE_CHECKING = False  # (mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from importlib.metadata import EntryPoint
+    from types import ModuleType
+    from typing import Any
+
+    from .schema import Section
+
+    # the cached launch's call table: {stage: [(module, function, plugin, required)]}
+    Dispatch = dict[str, list[tuple[str, str, str, bool]]]
 
 GROUP = "secrun.plugins"
 
@@ -52,10 +66,11 @@ def builtin_entry_points() -> dict[str, str]:
 class PluginInfo:
     __slots__ = ("name", "module", "dist", "version", "builtin", "sections")
 
-    def __init__(self, name, module, dist, version, builtin):
+    def __init__(self, name: str, module: ModuleType, dist: str, version: str,
+                 builtin: bool) -> None:
         self.name, self.module, self.dist, self.version = name, module, dist, version
         self.builtin = builtin
-        self.sections: list = []
+        self.sections: list[str] = []
 
     @property
     def file(self) -> str:
@@ -63,26 +78,59 @@ class PluginInfo:
         return os.path.realpath(f) if f else ""
 
 
-def _entry_points():
+def _entry_points() -> dict[str, EntryPoint]:
     from importlib.metadata import entry_points
 
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+def _load(name: str, ep: EntryPoint) -> PluginInfo:
+    """Import a third-party plugin's module; any failure is a PluginError naming it."""
+    dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
+    ver = getattr(ep.dist, "version", "?") if ep.dist else "?"
+    try:
+        module = ep.load()
+    except Exception as e:  # any import failure is the plugin's
+        raise PluginError(f"plugin {name!r} (distribution {dist} {ver}) failed to "
+                          f"import: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "__file__") or not hasattr(module, "__name__"):
+        raise PluginError(f"plugin {name!r} (distribution {dist} {ver}): entry "
+                          f"point {ep.value!r} must name a module")
+    return PluginInfo(name, module, dist, ver, False)
+
+
 class Plugins:
     """The registered plugins, their sections and hooks."""
 
-    def __init__(self, third_party=(), all_installed=False, keep_going=False):
+    def __init__(self, third_party: Iterable[str] = (), all_installed: bool = False,
+                 keep_going: bool = False) -> None:
         self.pm = pluggy.PluginManager("secrun")
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         # With keep_going (for `secrun plugins`), a broken plugin is recorded here instead of
         # stopping everything: {name: error text}.
         self.errors: dict[str, str] = {}
+        self.keep_going = keep_going
         for name, value in builtin_entry_points().items():
             module = importlib.import_module(value.partition(":")[0].strip())
             self._register(PluginInfo(name, module, "secrun", __version__, True))
-        wanted = list(third_party)
+        self._load_third_party(list(third_party), all_installed)
+        self.sections: dict[str, Section] = {}
+        self.owner: dict[str, str] = {}
+        for name, info in self.info.items():
+            self._claim_sections(name, info)
+        self.facts: dict[str, Facts] = {}
+        for name, info in self.info.items():
+            self._declare_facts(name, info)
+
+    def _broken(self, name: str, err: str) -> None:
+        """A plugin breaks the contract: an error, or with keep_going a recorded one."""
+        if not self.keep_going:
+            raise PluginError(err)
+        self.errors[name] = err
+
+    def _load_third_party(self, wanted: list[str], all_installed: bool) -> None:
+        """Register the installed plugins asked for by name (or all of them)."""
         eps = None
         if wanted or all_installed:
             eps = _entry_points()
@@ -95,51 +143,34 @@ class Plugins:
             if ep is None:
                 raise PluginError(f"plugin {name!r} is not installed "
                                   f"(no entry point {name!r} in group {GROUP})")
-            dist = getattr(ep.dist, "name", "?") if ep.dist else "?"
-            ver = getattr(ep.dist, "version", "?") if ep.dist else "?"
             try:
-                try:
-                    module = ep.load()
-                except Exception as e:  # any import failure is the plugin's
-                    raise PluginError(f"plugin {name!r} (distribution {dist} {ver}) failed to "
-                                      f"import: {type(e).__name__}: {e}") from None
-                if not hasattr(module, "__file__") or not hasattr(module, "__name__"):
-                    raise PluginError(f"plugin {name!r} (distribution {dist} {ver}): entry "
-                                      f"point {ep.value!r} must name a module")
-                self._register(PluginInfo(name, module, dist, ver, False))
+                self._register(_load(name, ep))
             except PluginError as e:
-                if not keep_going:
-                    raise
-                self.errors[name] = str(e)
-        self.sections: dict = {}
-        self.owner: dict[str, str] = {}
-        for name, info in self.info.items():
-            impl = getattr(info.module, "secrun_profile_sections", None)
-            if impl is None:
+                self._broken(name, str(e))
+
+    def _claim_sections(self, name: str, info: PluginInfo) -> None:
+        """The profile sections the plugin declares; a section has one owner."""
+        impl = getattr(info.module, "secrun_profile_sections", None)
+        if impl is None:
+            return
+        for sec in impl() or ():
+            if sec.name in self.owner:
+                self._broken(name, f"plugins {self.owner[sec.name]!r} and {name!r} "
+                                   f"({info.dist} {info.version}) both claim the profile "
+                                   f"section [{sec.name}]")
                 continue
-            for sec in impl() or ():
-                if sec.name in self.owner:
-                    err = (f"plugins {self.owner[sec.name]!r} and {name!r} "
-                           f"({info.dist} {info.version}) both claim the profile section "
-                           f"[{sec.name}]")
-                    if not keep_going:
-                        raise PluginError(err)
-                    self.errors[name] = err
-                    continue
-                self.owner[sec.name] = name
-                self.sections[sec.name] = sec
-                info.sections.append(sec.name)
-        self.facts: dict[str, Facts] = {}
-        for name, info in self.info.items():
-            impl = getattr(info.module, "secrun_facts", None)
-            declared = impl() if impl is not None else None
-            if declared is not None and not isinstance(declared, Facts):
-                err = f"plugin {name!r}: secrun_facts must return a secrun.facts.Facts"
-                if not keep_going:
-                    raise PluginError(err)
-                self.errors[name] = err
-                continue
-            self.facts[name] = declared or Facts()
+            self.owner[sec.name] = name
+            self.sections[sec.name] = sec
+            info.sections.append(sec.name)
+
+    def _declare_facts(self, name: str, info: PluginInfo) -> None:
+        """The facts the plugin declares (none, when it has no ``secrun_facts``)."""
+        impl = getattr(info.module, "secrun_facts", None)
+        declared = impl() if impl is not None else None
+        if declared is not None and not isinstance(declared, Facts):
+            self._broken(name, f"plugin {name!r}: secrun_facts must return a secrun.facts.Facts")
+            return
+        self.facts[name] = declared or Facts()
 
     def _register(self, info: PluginInfo) -> None:
         try:
@@ -154,7 +185,7 @@ class Plugins:
                               f"{info.version}): {e}") from None
         self.info[info.name] = info
 
-    def active(self, config) -> list[str]:
+    def active(self, config: dict[str, Any]) -> list[str]:
         """Plugins that own at least one section present in the effective profile."""
         return [n for n, i in self.info.items() if any(s in config for s in i.sections)]
 
@@ -162,22 +193,22 @@ class Plugins:
         module = self.info[name].module
         return [c.name for c in self.pm.get_hookcallers(module) or ()]
 
-    def call(self, hook: str, active: list[str], **kwargs):
+    def call(self, hook: str, active: list[str], **kwargs: Any) -> list[tuple[str, Any]]:
         """Call a hook on the active plugins only, in pluggy's order; returns [(plugin, result)]."""
         out = []
         for plugin, fn in self.order(hook, active):
             out.append((plugin, fn(**kwargs)))
         return out
 
-    def order(self, hook: str, active: list[str]):
+    def order(self, hook: str, active: list[str]) -> list[tuple[str, Callable[..., Any]]]:
         """(plugin name, function) in the order pluggy calls them."""
         caller = getattr(self.pm.hook, hook)
         impls = list(reversed(caller.get_hookimpls()))
         return [(i.plugin_name, i.function) for i in impls if i.plugin_name in active]
 
-    def dispatch(self, active: list[str], config) -> dict:
+    def dispatch(self, active: list[str], config: dict[str, Any]) -> Dispatch:
         """The cached launch's call table: {stage: [(module, function, plugin, required)]}."""
-        table = {}
+        table: Dispatch = {}
         for stage in STAGE_NAMES:
             rows = []
             for plugin, fn in self.order(hook_name(stage), active):
@@ -189,7 +220,7 @@ class Plugins:
                 table[stage] = rows
         return table
 
-    def categories(self) -> list:
+    def categories(self) -> list[tuple[str, Any]]:
         """Every registered plugin's scored audit categories, [(plugin, Category)]."""
         out = []
         for name, fn in self.order("secrun_audit_categories", list(self.info)):
