@@ -37,7 +37,7 @@ $(VENV)/.stamp: pyproject.toml deps/secrun-launcher.in $(wildcard core/*.py plug
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
 	  --config-settings editable_mode=strict -e '.[test]'
 	@$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation \
-	  tests/dists/plugin-dist tests/dists/audit-plugin-dist
+	  tests/dists/plugin-dist tests/dists/audit-plugin-dist tests/dists/example-plugin
 	@$(MAKE) -s bytecode launcher
 	@touch $@
 

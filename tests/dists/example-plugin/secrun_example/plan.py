@@ -1,0 +1,97 @@
+"""Planning for the ``priority`` plugin: the ``[priority]`` section, the facts it declares,
+``secrun_compile`` and the plan it returns.
+
+Never imported by a launch from the plan cache (only :mod:`.stages` is).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from secrun import hookimpl
+from secrun.context import PlanContext
+from secrun.errors import ConfigError, shown
+from secrun.facts import Facts
+from secrun.schema import Field, Section
+
+from .ioprio import encode
+
+SECTION = "priority"
+IOPRIO_CLASSES = ("idle", "best-effort", "unchanged")
+NICE_MAX = 19  # the lowest priority; 0 is the normal one
+LEVEL_MAX = 7  # the lowest best-effort I/O level
+
+# The fact this plugin publishes, and the built-in facts it reads in its audit (see audit.py):
+# whether the workload could raise its priority back depends on its user namespace, its uid
+# and whether its capability sets are managed.
+FACTS: dict[str, tuple[object, str]] = {
+    "priority.nice": (None, "the nice value the workload starts with (0-19); None: unchanged "
+                            "(no [priority] section)"),
+}
+USES = ("namespaces.made", "identity.uid", "capabilities.managed")
+
+
+class PriorityPlan(TypedDict):
+    """What the stage hooks get as ``ctx.plan`` (plain data: cached with marshal)."""
+
+    nice: int  # for setpriority(PRIO_PROCESS, 0, nice)
+    ioprio: int | None  # for ioprio_set (class << 13 | level); None: unchanged
+    autogroup: bool  # also write the nice value to /proc/PID/autogroup
+
+
+@hookimpl
+def secrun_profile_sections() -> list[Section]:
+    return [Section(SECTION, "The workload's CPU and I/O scheduling priority, lowered "
+                             "(third-party example plugin).", [
+        Field("nice", int, 10, "the workload's nice value: 0 (normal) to 19 (lowest); only a "
+                               "process with CAP_SYS_NICE can lower it again"),
+        Field("ioprio_class", str, "idle",
+              "I/O scheduling class: \"idle\" (disk time only when no one else wants it), "
+              "\"best-effort\" (with ioprio_level) or \"unchanged\""),
+        Field("ioprio_level", int, LEVEL_MAX,
+              "best-effort level: 0 (highest) to 7 (lowest); ignored by the other classes"),
+        Field("autogroup", bool, True,
+              "also set the nice value of the workload's autogroup (its session), which the "
+              "kernel's autogroup scheduling weighs against other sessions"),
+    ])]
+
+
+@hookimpl
+def secrun_facts() -> Facts:
+    return Facts(publishes=FACTS, uses=USES)
+
+
+def _check(cfg: dict) -> None:
+    """A ConfigError naming the key for each value the kernel would refuse or that would raise
+    a priority instead of lowering it."""
+    nice, cls, level = cfg["nice"], cfg["ioprio_class"], cfg["ioprio_level"]
+    if not 0 <= nice <= NICE_MAX:
+        raise ConfigError(SECTION, "nice", f"{shown(nice)} is outside 0 (normal) to 19 "
+                                           "(lowest): this control only lowers a priority")
+    if cls not in IOPRIO_CLASSES:
+        raise ConfigError(SECTION, "ioprio_class",
+                          f"{shown(cls)} is not one of {', '.join(IOPRIO_CLASSES)} (the "
+                          "realtime class raises a priority)")
+    if not 0 <= level <= LEVEL_MAX:
+        raise ConfigError(SECTION, "ioprio_level", f"{shown(level)} is outside 0 to 7")
+
+
+@hookimpl
+def secrun_compile(ctx: PlanContext) -> PriorityPlan:
+    cfg = ctx.config[SECTION]
+    _check(cfg)
+    cls, level = cfg["ioprio_class"], cfg["ioprio_level"]
+    if cls != "best-effort" and "ioprio_level" in ctx.origins.get(SECTION, {}) \
+            and ctx.origins[SECTION]["ioprio_level"] != "built-in default":
+        ctx.note(f"ioprio_level = {level} has no effect with ioprio_class = {cls!r}")
+    # The core records the entry-point module (plugin.py) as a dependency of the cached plan;
+    # the code that made this plan lives here.
+    ctx.depends_on(__file__)
+    ctx.publish("priority.nice", cfg["nice"])
+    plan: PriorityPlan = {
+        "nice": cfg["nice"],
+        "ioprio": None if cls == "unchanged" else encode(cls, level),
+        "autogroup": bool(cfg["autogroup"]),
+    }
+    ctx.log(f"priority: {plan}")
+    return plan
