@@ -47,6 +47,8 @@ Lifetime and session (each a promise the live audit checks):
   exec: the workload starts with the dispositions a fresh process has.
 """
 
+from __future__ import annotations
+
 import _signal
 import os
 import sys
@@ -71,6 +73,15 @@ from .stages import (
     hook_name,  # noqa: F401  (documentation)
 )
 
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from .plan import Plan
+    from .protocol import Kinds, Record
+    from .registry import Dispatch
+    from .terminal import _Relay
+
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
 PR_SET_PDEATHSIG = 1
@@ -79,7 +90,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 class StageFailure(Exception):
-    def __init__(self, stage, plugin, text):
+    def __init__(self, stage: str, plugin: str, text: str) -> None:
         super().__init__(stage, plugin, text)
         self.stage, self.plugin, self.text = stage, plugin, text
 
@@ -87,7 +98,7 @@ class StageFailure(Exception):
         return f"stage '{self.stage}' failed in plugin '{self.plugin}': {self.text}"
 
 
-def call_stage(ctx: RunContext, dispatch: dict, stage: str) -> None:
+def call_stage(ctx: RunContext, dispatch: Dispatch, stage: str) -> None:
     """Call every hook implementation of ``stage``; a required one's failure raises."""
     rows = dispatch.get(stage)
     if not rows:
@@ -116,11 +127,11 @@ def call_stage(ctx: RunContext, dispatch: dict, stage: str) -> None:
 class Supervisor:
     """Signal forwarding state of the secrun process."""
 
-    def __init__(self):
-        self.target = None
-        self.received = []
+    def __init__(self) -> None:
+        self.target: int | None = None
+        self.received: list[int] = []
 
-    def handler(self, sig, frame):
+    def handler(self, sig: int, frame: FrameType | None) -> None:
         # The workload is in a session of its own: a key typed on the caller's terminal
         # signals only secrun, which passes it on.
         self.received.append(sig)
@@ -130,7 +141,7 @@ class Supervisor:
             except ProcessLookupError:
                 pass
 
-    def install(self):
+    def install(self) -> None:
         for s in FORWARDED:
             _signal.signal(s, self.handler)
 
@@ -141,8 +152,8 @@ def _prctl(option: int, arg: int, what: str) -> None:
     check(libc.prctl(option, arg, 0, 0, 0), what)
 
 
-def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto",
-        sup=None) -> int:
+def run(plan: Plan, argv: list[str], verbose: int = 0, env: dict[str, str] | None = None,
+        tty: str = "auto", sup: Supervisor | None = None) -> int:
     """Launch ``argv`` under ``plan``; returns secrun's exit status.  ``tty``: ``auto``,
     ``always`` or ``never`` (see :mod:`secrun.terminal`).  ``sup``: the :class:`Supervisor`
     whose handlers are already in place (the command installs them first thing)."""
@@ -169,7 +180,7 @@ def run(plan: dict, argv: list, verbose: int = 0, env=None, tty: str = "auto",
         _cleanup(ctx, dispatch)
 
 
-def _interrupted(sup) -> int:
+def _interrupted(sup: Supervisor) -> int:
     """secrun was told to stop before the workload ran: 128+N, and one line unless it was ^C."""
     sig = sup.received[0]
     if sig != _signal.SIGINT:
@@ -180,7 +191,7 @@ def _interrupted(sup) -> int:
     return 128 + sig
 
 
-def _preload(dispatch) -> None:
+def _preload(dispatch: Dispatch) -> None:
     """Import every plugin module of the plan before fork.  After the ``mounts`` stage the
     child may no longer see the Python installation (a hidden /root, a pivot_root), so nothing
     may be imported lazily in child stages: plugins import what their child stages need at
@@ -201,21 +212,21 @@ class _Child:
     __slots__ = ("r_status", "w_status", "r_go", "w_go", "r_final", "w_final", "r_life",
                  "w_life", "sup_pid", "term", "has_init")
 
-    def __init__(self, tty: str):
+    def __init__(self, tty: str) -> None:
         self.r_status, self.w_status = os.pipe2(os.O_CLOEXEC)
         self.r_go, self.w_go = os.pipe2(os.O_CLOEXEC)
         self.r_final, self.w_final = os.pipe2(os.O_CLOEXEC)
         self.r_life, self.w_life = os.pipe2(os.O_CLOEXEC)
         self.sup_pid = os.getpid()
         self.has_init = False  # a minimal init sits between the supervisor and the workload
-        self.term = None  # the relay of the workload's terminal (see secrun.terminal)
+        self.term: _Relay | None = None  # the workload's terminal (see secrun.terminal)
         if tty == "always" or os.isatty(0) or os.isatty(1) or os.isatty(2):
             from .terminal import needed
 
             self.term = needed(tty)
 
 
-def _launch(ctx, dispatch, sup, tty) -> int:
+def _launch(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, tty: str) -> int:
     try:
         c = _Child(tty)
     except OSError as e:
@@ -257,14 +268,15 @@ def _launch(ctx, dispatch, sup, tty) -> int:
             c.term.finish()
 
 
-def _may_hand_over(dispatch) -> bool:
+def _may_hand_over(dispatch: Dispatch) -> bool:
     """Whether a child stage after which the setup process may hand over to pid 1 of a new pid
     namespace has hooks in this plan: the supervisor is then a child subreaper, to adopt pid 1
     when the process that forked it exits."""
     return any(s.name in dispatch for s in CHILD_ROWS for kind, _ in s.after if kind == HANDOVER)
 
 
-def _supervise(ctx, dispatch, sup, c, pid) -> int:
+def _supervise(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, c: _Child,
+               pid: int) -> int:
     answer = _Answer(ctx, dispatch, sup, c, pid)
     failure = answer.run()
     if failure is not None:
@@ -312,19 +324,20 @@ class _Answer:
     __slots__ = ("ctx", "dispatch", "sup", "c", "waited", "exec_error", "eof", "done",
                  "contact", "go_open")
 
-    def __init__(self, ctx, dispatch, sup, c, pid):
+    def __init__(self, ctx: RunContext, dispatch: Dispatch, sup: Supervisor, c: _Child,
+                 pid: int) -> None:
         self.ctx, self.dispatch, self.sup, self.c = ctx, dispatch, sup, c
         self.waited = [pid]
-        self.exec_error = None
+        self.exec_error: Record | None = None
         self.eof = False
         self.done = -1  # the position of the last parent stage that answered a message
         self.contact = set(_CONTACT)  # first-contact stages not answered yet
         self.go_open = True
 
-    def run(self):
+    def run(self) -> str | None:
         """The failure line, or None: the workload was exec'd (or died after the contact)."""
         records = Reader(self.c.r_status, STATUS)
-        failure = None
+        failure: str | None = None
         try:
             while failure is None:
                 msg = records.next()
@@ -342,7 +355,7 @@ class _Answer:
         os.close(self.c.r_status)
         return failure
 
-    def on(self, msg):
+    def on(self, msg: Record) -> str | None:
         """Handle one message; the failure line it means, or None."""
         kind = msg[0]
         if kind == "warn":
@@ -397,22 +410,23 @@ class _Waiter:
     kind of signal (as ``sudo`` does), so the caller's shell sees a stopped job it can ``fg``
     or ``bg``; when secrun is continued, it continues the workload."""
 
-    def __init__(self, pid, c):
+    def __init__(self, pid: int, c: _Child) -> None:
         self.pid, self.c = pid, c
         self.records = Reader(c.r_final, FINAL)
-        self.status = None
+        self.status: int | None = None
 
-    def fds(self) -> list:
+    def fds(self) -> list[int]:
         """What to watch besides SIGCHLD."""
         return [self.c.r_final] if self.c.has_init else []
 
-    def wait(self):
+    def wait(self) -> int:
         """Block until the workload ended; its raw wait status."""
-        while self.status is None:
-            self.step(block=True)
-        return self.status
+        status = self.status
+        while status is None:
+            status = self.step(block=True)
+        return status
 
-    def step(self, block: bool = False):
+    def step(self, block: bool = False) -> int | None:
         """Handle what happened (blocking for it, or not); the raw status once it ended."""
         if self.status is not None:
             return self.status
@@ -458,7 +472,7 @@ class _Waiter:
             pass
 
 
-def _readable(fd) -> bool:
+def _readable(fd: int) -> bool:
     import select
 
     p = select.poll()
@@ -466,10 +480,10 @@ def _readable(fd) -> bool:
     return bool(p.poll(0))
 
 
-_REAPED: dict = {}
+_REAPED: dict[int, int] = {}
 
 
-def _reap(pid, flags=0):
+def _reap(pid: int, flags: int = 0) -> int | None:
     """Wait for ``pid``; any other child on the way is an orphan the supervisor adopted as a
     subreaper (set for the pid-namespace hand-over) and is reaped too, so none stays a zombie.
     Its status is kept, in case it is one we wait for later (pid 1, adopted early).  With
@@ -488,7 +502,7 @@ def _reap(pid, flags=0):
         _REAPED[wpid] = status
 
 
-def _kill_and_reap(pid) -> None:
+def _kill_and_reap(pid: int) -> None:
     try:
         os.kill(pid, _signal.SIGKILL)
     except ProcessLookupError:
@@ -501,7 +515,7 @@ def _fail(line: str) -> int:
     return EXIT_FAILED
 
 
-def _exit_code(status: int, forwarded) -> int:
+def _exit_code(status: int, forwarded: list[int]) -> int:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         # SIGPIPE is how a writer learns that its reader is gone: shells say nothing either
@@ -520,7 +534,7 @@ def _exit_code(status: int, forwarded) -> int:
     return EXIT_FAILED
 
 
-def _cleanup(ctx, dispatch) -> None:
+def _cleanup(ctx: RunContext, dispatch: Dispatch) -> None:
     stage = ANSWERS[ENDED].name
     rows = dispatch.get(stage)
     if not rows:
@@ -534,7 +548,7 @@ def _cleanup(ctx, dispatch) -> None:
 
 # --- child ---------------------------------------------------------------------------------------
 
-def _child(ctx, dispatch, c) -> None:
+def _child(ctx: RunContext, dispatch: Dispatch, c: _Child) -> None:
     """Runs in the forked child; never returns."""
     try:
         # Die with the supervisor from the first instruction on; a supervisor that died before
@@ -583,7 +597,7 @@ class _Walk:
 
     __slots__ = ("ctx", "dispatch", "c", "init", "announced", "owed")
 
-    def __init__(self, ctx, dispatch, c, init: bool):
+    def __init__(self, ctx: RunContext, dispatch: Dispatch, c: _Child, init: bool) -> None:
         self.ctx, self.dispatch, self.c, self.init = ctx, dispatch, c, init
         self.announced: set[str] = set()  # parent stages told to run
         self.owed: list[str] = []  # ... whose release this process has not read yet
@@ -643,7 +657,7 @@ class _Walk:
         self.owed.remove(name)
 
 
-def _supervisor_gone(c) -> bool:
+def _supervisor_gone(c: _Child) -> bool:
     """Whether the supervisor has exited: the life pipe's only write end is closed."""
     os.set_blocking(c.r_life, False)
     try:
@@ -652,14 +666,14 @@ def _supervisor_gone(c) -> bool:
         return False
 
 
-def _try_send(fd, kinds, *record):
+def _try_send(fd: int, kinds: Kinds, *record: str | int) -> None:
     try:
         send(fd, kinds, *record)
     except (OSError, ProtocolError):
         pass
 
 
-def _close_fds(keep) -> None:
+def _close_fds(keep: tuple[int, ...]) -> None:
     lo = 3
     for fd in sorted(keep):
         if fd > lo:
@@ -696,7 +710,7 @@ def _reset_signals() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
-def _exec(ctx, c, parent) -> None:
+def _exec(ctx: RunContext, c: _Child, parent: int | None) -> None:
     """In the process that becomes the workload: its own session (and its terminal), default
     signal dispositions, the death signal; then execve the workload, searching the sandbox's
     PATH like execvp.  (Not os.execvpe: it imports ``warnings`` lazily, which may be
@@ -735,7 +749,7 @@ def _exec(ctx, c, parent) -> None:
     os._exit(EXIT_NOT_FOUND if err in (2, 20) else EXIT_NOT_EXECUTABLE)
 
 
-def _abort_setup(sig, frame):
+def _abort_setup(sig: int, frame: FrameType | None) -> None:
     os._exit(128 + sig)
 
 
@@ -747,7 +761,7 @@ def _guard_pid1() -> None:
         _signal.signal(s, _abort_setup)
 
 
-def _init(ctx, c) -> None:
+def _init(ctx: RunContext, c: _Child) -> None:
     """pid 1 of the sandbox's pid namespace: fork the workload, forward signals to it, reap
     every orphan, report the workload's stops and finally its raw status up the final pipe,
     and exit with it.  Its parent is the supervisor now (directly, or by adoption after the
@@ -775,11 +789,20 @@ def _init(ctx, c) -> None:
         os.close(w_final)
         _exec(ctx, c, me)
     os.close(w_status)
+    _relay_signals(pid, relayed)
+    status = _wait_workload(pid, w_final)
+    _try_send(w_final, FINAL, "exit", status)
+    if os.WIFSIGNALED(status):
+        os._exit(128 + os.WTERMSIG(status))
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)
 
-    # The workload has a session and a terminal of its own: what its terminal's keys send
-    # reaches it directly, what the supervisor forwards (and SIGCONT after a reflected stop)
-    # reaches it through here.
-    def forward(sig, frame):
+
+def _relay_signals(pid: int, relayed: tuple[int, ...]) -> None:
+    """In the minimal init: forward ``relayed`` to the workload.  The workload has a session
+    and a terminal of its own: what its terminal's keys send reaches it directly, what the
+    supervisor forwards (and SIGCONT after a reflected stop) reaches it through here."""
+
+    def forward(sig: int, frame: FrameType | None) -> None:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -788,20 +811,19 @@ def _init(ctx, c) -> None:
     for s in relayed:
         _signal.signal(s, forward)
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, relayed)
-    status = 0
+
+
+def _wait_workload(pid: int, w_final: int) -> int:
+    """In the minimal init: reap every orphan until the workload ends, reporting its stops up
+    the final pipe; its raw wait status (0 if it was never seen)."""
     while True:
         try:
             wpid, st = os.waitpid(-1, os.WUNTRACED)
         except ChildProcessError:
-            break
+            return 0
         if wpid != pid:
             continue
         if os.WIFSTOPPED(st):
             _try_send(w_final, FINAL, "stop", os.WSTOPSIG(st))
             continue
-        status = st
-        break
-    _try_send(w_final, FINAL, "exit", status)
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_FAILED)
+        return st

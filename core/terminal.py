@@ -21,7 +21,17 @@ input waits in a bounded buffer, and what is left when the workload has ended is
 most a quarter of a second.  This module is imported only when a terminal is involved.
 """
 
+from __future__ import annotations
+
 import os
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    import select
+    from types import FrameType
+    from typing import Any
+
+    from .launch import _Waiter
 
 TIOCSCTTY = 0x540E
 TIOCGWINSZ = 0x5413
@@ -39,13 +49,13 @@ class _Relay:
     """What the child puts over its standard streams (``child_map``: stream -> descriptor)
     and what the supervisor copies afterwards (``copies``: readable -> writable)."""
 
-    def __init__(self):
-        self.child_map: dict = {}
-        self.copies: dict = {}
-        self.child_ends: list = []  # descriptors only the child needs
+    def __init__(self) -> None:
+        self.child_map: dict[int, int] = {}
+        self.copies: dict[int, int] = {}
+        self.child_ends: list[int] = []  # descriptors only the child needs
         self.master = -1  # the pty's master side, when there is one
-        self.user = None
-        self.saved = None
+        self.user: int | None = None
+        self.saved: list[Any] | None = None
         self.inbuf = b""
         self.stdin_open = False
 
@@ -78,14 +88,14 @@ class _Relay:
         _signal.signal(_signal.SIGCONT, self._continued)
         self.resume()
 
-    def _die(self, sig, frame):
+    def _die(self, sig: int, frame: FrameType | None) -> None:
         import _signal
 
         self.suspend()
         _signal.signal(sig, _signal.SIG_DFL)
         os.kill(os.getpid(), sig)
 
-    def _continued(self, sig, frame):
+    def _continued(self, sig: int, frame: FrameType | None) -> None:
         self.resume()
 
     def suspend(self) -> None:
@@ -94,14 +104,13 @@ class _Relay:
     def resume(self) -> None:
         """Raw mode again, if secrun is the terminal's foreground."""
 
-    def relay(self, waiter):
+    def relay(self, waiter: _Waiter) -> int:
         """Copy until the workload ended (``waiter``, a :class:`secrun.launch._Waiter`, is asked
         whenever a signal arrives, SIGCHLD included, or one of its descriptors is readable);
         its wait status.  Runs in the supervisor's only thread: a thread cannot be started once
         secrun has made a pid namespace for its child."""
         import _signal
         import select
-        import time
 
         r_wake, w_wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.signal(_signal.SIGCHLD, _noop)
@@ -119,41 +128,53 @@ class _Relay:
                 except OSError:
                     events = []
                 for fd, ev in events:
-                    if fd == r_wake:
-                        _drain(r_wake)
-                        continue
-                    if fd == 0:
-                        self._read_input(poller)
-                        continue
-                    if fd == self.master and ev & select.POLLOUT:
-                        self._write_input(poller)
-                    if fd in self.copies and ev & (select.POLLIN | select.POLLHUP |
-                                                   select.POLLERR):
-                        if not self._copy(fd):
-                            poller.unregister(fd)
+                    self._event(poller, r_wake, fd, ev)
                 status = waiter.step()
-            # what the workload wrote before it ended, for a bounded time (a process that
-            # outlived it may keep writing)
-            end = time.monotonic() + DRAIN_SECONDS
-            drain = select.poll()
-            for fd in self.copies:
-                drain.register(fd, select.POLLIN)
-            live = len(self.copies)
-            while live and time.monotonic() < end:
-                ready = drain.poll(max(0, int((end - time.monotonic()) * 1000)))
-                if not ready:
-                    break
-                for fd, _ev in ready:
-                    if not self._copy(fd):
-                        drain.unregister(fd)
-                        live -= 1
+            self._drain_copies()
             return status
         finally:
             _signal.set_wakeup_fd(old_wake)
             os.close(r_wake)
             os.close(w_wake)
 
-    def _copy(self, src) -> bool:
+    def _event(self, poller: select.poll, r_wake: int, fd: int, ev: int) -> None:
+        """One descriptor's event while the workload runs: a signal woke us (``r_wake``), the
+        caller typed (0), the pty takes input, or the sandbox wrote."""
+        import select
+
+        if fd == r_wake:
+            _drain(r_wake)
+            return
+        if fd == 0:
+            self._read_input(poller)
+            return
+        if fd == self.master and ev & select.POLLOUT:
+            self._write_input(poller)
+        if fd in self.copies and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            if not self._copy(fd):
+                poller.unregister(fd)
+
+    def _drain_copies(self) -> None:
+        """What the workload wrote before it ended, for a bounded time (a process that
+        outlived it may keep writing)."""
+        import select
+        import time
+
+        end = time.monotonic() + DRAIN_SECONDS
+        drain = select.poll()
+        for fd in self.copies:
+            drain.register(fd, select.POLLIN)
+        live = len(self.copies)
+        while live and time.monotonic() < end:
+            ready = drain.poll(max(0, int((end - time.monotonic()) * 1000)))
+            if not ready:
+                break
+            for fd, _ev in ready:
+                if not self._copy(fd):
+                    drain.unregister(fd)
+                    live -= 1
+
+    def _copy(self, src: int) -> bool:
         try:
             data = os.read(src, 65536)
         except BlockingIOError:
@@ -168,13 +189,13 @@ class _Relay:
             pass
         return True
 
-    def _stdin_poll(self, poller) -> None:
+    def _stdin_poll(self, poller: select.poll) -> None:
         pass
 
-    def _read_input(self, poller) -> None:
+    def _read_input(self, poller: select.poll) -> None:
         pass
 
-    def _write_input(self, poller) -> None:
+    def _write_input(self, poller: select.poll) -> None:
         pass
 
     def finish(self) -> None:
@@ -190,7 +211,7 @@ class _Relay:
 class Pty(_Relay):
     """The pseudo-terminal of one launch.  Made in the supervisor before fork."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import termios
 
         super().__init__()
@@ -227,7 +248,7 @@ class Pty(_Relay):
         if self.user is not None:
             _signal.signal(_signal.SIGWINCH, self.resize)
 
-    def resize(self, *_):
+    def resize(self, *_: object) -> None:
         import fcntl
 
         if self.user is None:
@@ -266,13 +287,13 @@ class Pty(_Relay):
 
     # input: the caller's stdin -> a bounded buffer -> the pty, never blocking on either
 
-    def _stdin_poll(self, poller) -> None:
+    def _stdin_poll(self, poller: select.poll) -> None:
         import select
 
         if self.stdin_open:
             poller.register(0, select.POLLIN)
 
-    def _read_input(self, poller) -> None:
+    def _read_input(self, poller: select.poll) -> None:
         import select
 
         try:
@@ -289,7 +310,7 @@ class Pty(_Relay):
             poller.unregister(0)  # full: read again once the workload took some
         poller.register(self.master, select.POLLIN | select.POLLOUT)
 
-    def _write_input(self, poller) -> None:
+    def _write_input(self, poller: select.poll) -> None:
         import select
 
         try:
@@ -313,7 +334,7 @@ class Pipes(_Relay):
     """``--tty=never``: each terminal among stdout and stderr becomes a pipe inside, copied to
     it by the supervisor (stdin, if a terminal, is replaced by /dev/null in the child)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         for fd in (1, 2):
             if os.isatty(fd):
@@ -327,7 +348,7 @@ class Pipes(_Relay):
             self.child_ends.append(null)
 
 
-def needed(mode: str):
+def needed(mode: str) -> _Relay | None:
     """The relay a launch with ``--tty=MODE`` needs here, or None."""
     if mode == "never":
         return Pipes() if any(os.isatty(fd) for fd in (0, 1, 2)) else None
@@ -343,11 +364,11 @@ def _foreground(fd: int) -> bool:
         return False
 
 
-def _noop(*_):
+def _noop(*_: object) -> None:
     pass
 
 
-def _drain(fd) -> None:
+def _drain(fd: int) -> None:
     try:
         while os.read(fd, 512):
             pass
