@@ -12,9 +12,17 @@ Besides the built-in subcommands, a bare first word may name one an installed th
 plugin adds (:mod:`secrun.commands`).
 """
 
+from __future__ import annotations
+
 import sys
 
 from .errors import SecrunError
+
+TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .launch import Supervisor
 
 SUBCOMMANDS = ("profiles", "plugins", "audit", "seccomp", "cgroups", "docs")
 HELP = ("-h", "--help", "--version")
@@ -24,15 +32,15 @@ class LaunchOptions:
     __slots__ = ("profiles", "sets", "plugins", "verbose", "dry_run", "no_cache", "tty",
                  "command")
 
-    def __init__(self):
-        self.profiles: list = []
-        self.sets: list = []
-        self.plugins: list = []
+    def __init__(self) -> None:
+        self.profiles: list[str] = []
+        self.sets: list[str] = []
+        self.plugins: list[str] = []
         self.verbose = 0
         self.dry_run = False
         self.no_cache = False
         self.tty = "auto"
-        self.command: list = []
+        self.command: list[str] = []
 
 
 # option -> (attribute, takes a value)
@@ -49,7 +57,7 @@ _OPTIONS = {
 _TTY_FLAGS = {"-t": "always", "-T": "never"}
 
 
-def parse_launch(argv: list) -> LaunchOptions:
+def parse_launch(argv: list[str]) -> LaunchOptions:
     """Parse launch options up to the program; the rest is the workload's argv, untouched."""
     opts = LaunchOptions()
     i = 0
@@ -60,44 +68,57 @@ def parse_launch(argv: list) -> LaunchOptions:
             break
         if not arg.startswith("-") or arg == "-":
             break
-        name, eq, value = arg.partition("=")
-        if name in _TTY_FLAGS and not eq:
-            opts.tty = _TTY_FLAGS[name]
-            i += 1
-            continue
-        if name.startswith("-v") and name.strip("v") == "-" and not eq:
-            opts.verbose += len(name) - 1
-            i += 1
-            continue
-        spec = _OPTIONS.get(name)
-        if spec is None:
-            raise SecrunError(f"unknown option {arg!r} (put -- before a program whose name "
-                              f"starts with '-'; see secrun --help)")
-        attr, takes = spec
-        if takes:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise SecrunError(f"option {name} needs a value")
-                i += 1
-                value = argv[i]
-            if attr == "tty":
-                if value not in ("auto", "always", "never"):
-                    raise SecrunError(f"--tty takes auto, always or never, not {value!r}")
-                opts.tty = value
-            else:
-                getattr(opts, attr).append(value)
-        elif eq:
-            raise SecrunError(f"option {name} takes no value")
-        elif attr == "verbose":
-            opts.verbose += 1
-        else:
-            setattr(opts, attr, True)
-        i += 1
+        i = _option(opts, argv, i)
     opts.command = argv[i:]
     return opts
 
 
-def launch(argv: list, sup=None) -> int:
+def _option(opts: LaunchOptions, argv: list[str], i: int) -> int:
+    """Apply the launch option at ``argv[i]`` (and its value); the index after it."""
+    arg = argv[i]
+    name, eq, value = arg.partition("=")
+    if not eq and _flags(opts, name):
+        return i + 1
+    spec = _OPTIONS.get(name)
+    if spec is None:
+        raise SecrunError(f"unknown option {arg!r} (put -- before a program whose name "
+                          f"starts with '-'; see secrun --help)")
+    attr, takes = spec
+    if not takes:
+        if eq:
+            raise SecrunError(f"option {name} takes no value")
+        if attr == "verbose":
+            opts.verbose += 1
+        else:
+            setattr(opts, attr, True)
+        return i + 1
+    if not eq:
+        if i + 1 >= len(argv):
+            raise SecrunError(f"option {name} needs a value")
+        i += 1
+        value = argv[i]
+    if attr == "tty":
+        if value not in ("auto", "always", "never"):
+            raise SecrunError(f"--tty takes auto, always or never, not {value!r}")
+        opts.tty = value
+    else:
+        getattr(opts, attr).append(value)
+    return i + 1
+
+
+def _flags(opts: LaunchOptions, name: str) -> bool:
+    """The short flags that are not in :data:`_OPTIONS`: -t, -T and -vv...; whether ``name``
+    was one."""
+    if name in _TTY_FLAGS:
+        opts.tty = _TTY_FLAGS[name]
+        return True
+    if name.startswith("-v") and name.strip("v") == "-":
+        opts.verbose += len(name) - 1
+        return True
+    return False
+
+
+def launch(argv: list[str], sup: Supervisor | None = None) -> int:
     # A launch allocates little and lives briefly (the supervisor then only waits): no cyclic
     # garbage collection, whose passes would otherwise land at random points of the setup.
     import gc
@@ -130,7 +151,7 @@ _UNSAFE_PYTHON_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBA
                       "PYTHONEXECUTABLE", "PYTHONPYCACHEPREFIX", "PYTHONSAFEPATH")
 
 
-def _isolate(argv: list) -> None:
+def _isolate(argv: list[str]) -> None:
     """A privileged secrun honours the caller's Python environment as little as it can.  The
     installed command starts the interpreter with ``-IS`` (see deps/secrun-launcher.in): that
     is what makes it safe.  Where another installer wrote a console script without it and
@@ -156,7 +177,7 @@ def _release_signals() -> None:
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """The ``secrun`` command.  Called with ``argv`` it returns the exit status; as the console
     script (no ``argv``) a launch ends the process itself, see below."""
     as_command = argv is None
