@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     import click
 
     from .audit.categories import Category
+    from .audit.rows import Row
     from .context import AuditContext, PlanContext, RunContext
     from .facts import Facts
     from .schema import Section
@@ -141,7 +142,7 @@ def secrun_compile(ctx: PlanContext) -> object:
 
 
 @hookspec
-def secrun_audit(ctx: AuditContext) -> list[dict]:
+def secrun_audit(ctx: AuditContext) -> list[Row]:
     """Describe the controls this plugin will apply, for ``secrun audit``.
 
     Runs in: secrun, after ``secrun_compile``, nothing applied.  Return a list of
