@@ -1,6 +1,8 @@
 """Generate docs/hooks.md (from the hookspec docstrings) and docs/profiles.md (from the
 plugins' schemas).  ``make docs`` writes them; a test fails when they are out of date."""
 
+from __future__ import annotations
+
 import inspect
 import os
 
@@ -18,6 +20,7 @@ from .stages import (
     STAGES,
     SYNC,
     WAIT,
+    Stage,
     hook_name,
 )
 
@@ -66,7 +69,7 @@ def _barrier(kind: str, arg: str) -> str:
     raise ValueError(f"unknown barrier {kind!r}")
 
 
-def _sync(st) -> str:
+def _sync(st: Stage) -> str:
     """A stage's barriers (child) or what it answers (parent), in words."""
     if st.side == PARENT:
         text = "; ".join(_MOMENTS.get(on) or f"on `{on}`" for on in st.on)
@@ -104,7 +107,7 @@ def profiles_md() -> str:
 
 def write_docs(out_dir: str, check: bool = False) -> list[str]:
     """Write (or, with check, compare) the generated files; returns the stale ones."""
-    stale = []
+    stale: list[str] = []
     for name, text in (("hooks.md", hooks_md()), ("profiles.md", profiles_md())):
         path = os.path.join(out_dir, name)
         try:
