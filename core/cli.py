@@ -3,12 +3,19 @@
 Plugins add subcommands with the ``secrun_register_commands`` hook.
 """
 
+from __future__ import annotations
+
 import sys
 
 import click
 
 from . import __version__
 from .errors import SecrunError
+
+TYPE_CHECKING = False  # (mypy reads this as True)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 LAUNCH_HELP = """Run PROGRAM confined by the controls a named profile composes.
 
@@ -43,7 +50,7 @@ not executable; 127 PROGRAM not found; 128+N the workload was killed by signal N
 
 @click.group(help=LAUNCH_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="secrun")
-def cli():
+def cli() -> None:
     pass
 
 
@@ -51,7 +58,7 @@ def cli():
 
 @cli.group(invoke_without_command=True)
 @click.pass_context
-def profiles(ctx):
+def profiles(ctx: click.Context) -> None:
     """List the available profiles (and show or check one)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -75,7 +82,7 @@ def profiles(ctx):
 @click.argument("names", nargs=-1, required=True)
 @click.option("--set", "-s", "sets", multiple=True, help="override SECTION.KEY=VALUE")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def profiles_show(names, sets, as_json):
+def profiles_show(names: tuple[str, ...], sets: tuple[str, ...], as_json: bool) -> None:
     """Print the effective, merged policy of NAMES with each value's origin."""
     from . import plan as _plan
     from .report import print_plan
@@ -92,7 +99,7 @@ def profiles_show(names, sets, as_json):
 
 @profiles.command("check")
 @click.argument("files", nargs=-1, required=True)
-def profiles_check(files):
+def profiles_check(files: tuple[str, ...]) -> None:
     """Validate profile FILES (names or paths) against the plugins' schemas, and print what
     the plugins note about the policy (e.g. where a working directory would not be shown)."""
     from . import plan as _plan
@@ -113,7 +120,7 @@ def profiles_check(files):
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True)
-def plugins_cmd(as_json):
+def plugins_cmd(as_json: bool) -> None:
     """List every plugin (built-in and installed): distribution, version, stages, sections.
 
     This imports every installed third-party plugin; a launch imports only those its profile
@@ -123,7 +130,7 @@ def plugins_cmd(as_json):
 
     pl = Plugins(all_installed=True, keep_going=True)
     stage_hooks = {hook_name(s): s for s in STAGE_NAMES}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, info in pl.info.items():
         hooks = pl.hooks_of(name)
         rows.append({
@@ -165,7 +172,7 @@ cli.add_command(audit)
 @cli.command("docs", hidden=True)
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--check", is_flag=True, help="fail if the generated files are out of date")
-def docs_cmd(out, check):
+def docs_cmd(out: str, check: bool) -> None:
     """Regenerate docs/hooks.md and docs/profiles.md from the hookspecs and schemas."""
     from .docgen import write_docs
 
@@ -190,7 +197,7 @@ def _register_plugin_commands(plugin: str | None) -> None:
                               f"{', '.join(taken)}")
 
 
-def run_cli(argv, plugin: str | None = None) -> int:
+def run_cli(argv: Sequence[str], plugin: str | None = None) -> int:
     """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``."""
     if plugin is not None or not argv or argv[0] not in cli.commands:
         try:
@@ -221,5 +228,5 @@ def run_cli(argv, plugin: str | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def main():  # pragma: no cover - for python -m secrun.cli
+def main() -> None:  # pragma: no cover - for python -m secrun.cli
     sys.exit(run_cli(sys.argv[1:]))
