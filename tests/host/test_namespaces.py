@@ -479,12 +479,10 @@ def test_range_refused_for_an_ordinary_user(wdir):
 @pytest.mark.parametrize("name", ["default", "strict"])
 def test_audit_expectations_hold_in_the_live_sandbox(name):
     from secrun import plan as _plan
-    from secrun.context import Context
-    from secrun.plugins import namespaces
+    from secrun.audit import plan_rows
 
-    p = _plan.build([name])
-    ctx = Context(p["config"], p["origins"], p["plan"])
-    rows = namespaces.secrun_audit(ctx)
+    all_rows, _, _ = plan_rows(_plan.build([name]))
+    rows = [row for row in all_rows if row["plugin"] == "namespaces"]
     expect = {}
     for row in rows:
         assert row["status"] in ("enforced", "best-effort", "not-configured", "not-available")
@@ -508,9 +506,9 @@ def test_audit_expectations_hold_in_the_live_sandbox(name):
 
 
 def test_unshare_error_names_the_flag():
-    from secrun.plugins import namespaces
+    from secrun.plugins.namespaces import stages
 
-    e = namespaces._unshare_error(namespaces.CLONE_NEWUSER, errno.EINVAL)
+    e = stages.unshare_error(stages.CLONE_NEWUSER, errno.EINVAL)
     assert "unshare(CLONE_NEWUSER)" in str(e) and "more than one thread" in str(e)
 
 

@@ -1,35 +1,8 @@
-"""The ``namespaces`` plugin: which kernel namespaces the workload gets.
+"""The ``namespaces`` plugin's stages: ``prepare`` and ``after_fork`` (supervisor),
+``user_namespace``, ``namespaces`` and ``hostname`` (child), ``cleanup``; and the system calls
+they make.  What a launch imports of the plugin (see the package's documentation)."""
 
-Section ``[namespaces]``.  Stages, in the order the core calls them:
-
-- ``prepare`` (supervisor, before fork): without a user namespace, the pid and time namespaces
-  are made here, so that the child is pid 1 from its first instruction.
-- ``user_namespace`` (child): ``unshare(CLONE_NEWUSER)`` first of all, so that every namespace
-  created afterwards is owned by it (and privileged operations in them need only the
-  capabilities the child holds inside it).
-- ``after_fork`` (supervisor): ``/proc/<child>/setgroups`` then ``uid_map`` and ``gid_map``.
-  The supervisor writes them, not the child: an unprivileged writer may map only its own
-  effective uid/gid, and only from the parent namespace; ``setgroups`` must be ``deny`` before
-  an unprivileged ``gid_map`` is accepted.
-- ``namespaces`` (child): the other namespaces, one ``unshare`` each in the order of the plan
-  (``ORDER`` in :mod:`secrun.plugins._namespaces_plan` says why each sits where it does), the
-  loopback interface of a new network namespace brought up, and ``ctx.fork_after_namespaces``
-  set for pid/time made here, which apply only to the next child: the core forks and keeps a
-  minimal init as pid 1 (``secrun.launch._init``).
-- ``hostname`` (child): the cgroup namespace, then ``sethostname``/``setdomainname`` in the new
-  UTS namespace.
-
-Rootless: when secrun runs as an ordinary user, ``user = "auto"`` (the default) makes a user
-namespace mapping that user (to itself, or to root inside with ``user_map = "root"``), so every
-other namespace can be created inside it.  Without one, a namespace that needs CAP_SYS_ADMIN
-fails with a message saying so and naming the key to set.
-
-This module is what a launch imports: the stage hooks and what they call.  The schema,
-planning and audit live in :mod:`secrun.plugins._namespaces_plan`, imported only on a plan
-cache miss or by ``secrun audit``/``profiles``.  Kept cheap: only ``ctypes`` (through
-:mod:`secrun.kernel`), which the core imports before fork anyway; loopback is brought up with
-libc's socket and ioctl.
-"""
+from __future__ import annotations
 
 import errno
 import os
@@ -38,6 +11,12 @@ from fcntl import ioctl  # built into the interpreter: no file to load
 from secrun import hookimpl
 from secrun.errors import SetupError, describe_oserror
 from secrun.kernel import check, error, get_errno, libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secrun.context import RunContext
+
+    from .plan import NamespacesPlan
 
 SECTION = "namespaces"
 
@@ -73,43 +52,12 @@ _libc_setdomainname = libc.setdomainname
 _libc_setns = libc.setns  # after_fork, in the supervisor while the child waits
 
 
-# --- planning (schema, compile and audit live in _namespaces_plan) ------------------------------
-
-@hookimpl
-def secrun_profile_sections():
-    from secrun.plugins import _namespaces_plan
-
-    return _namespaces_plan.sections()
-
-
-@hookimpl
-def secrun_compile(ctx):
-    from secrun.plugins import _namespaces_plan
-
-    ctx.plan[SECTION] = _namespaces_plan.compile_plan(ctx.config[SECTION])
-
-
-@hookimpl
-def secrun_audit(ctx):
-    from secrun.plugins import _namespaces_plan
-
-    return _namespaces_plan.audit(ctx)
-
-
-def _wants_user(plan) -> bool:
-    """Whether this launch makes a user namespace ("auto": exactly when not root)."""
-    user = plan["user"]
-    return os.geteuid() != 0 if user == "auto" else bool(user)
-
-
-# --- launching ------------------------------------------------------------------------------------
-
 def _unshare(flag: int) -> None:
     if _libc_unshare(flag) != 0:
-        raise _unshare_error(flag, get_errno())
+        raise unshare_error(flag, get_errno())
 
 
-def _unshare_error(flag, err) -> Exception:
+def unshare_error(flag: int, err: int) -> Exception:
     """The error for a failed unshare, with the hint that makes it actionable."""
     what = f"unshare({FLAG_NAMES.get(flag, hex(flag))})"
     hint = None
@@ -126,33 +74,28 @@ def _unshare_error(flag, err) -> Exception:
     return error(what, err, hint)
 
 
-def _state(ctx) -> dict:
-    return ctx.state.setdefault(SECTION, {})
-
-
 FOR_CHILDREN = {CLONE_NEWPID: "pid_for_children", CLONE_NEWTIME: "time_for_children"}
 
 
-def _early(plan) -> list:
+def _early(plan: NamespacesPlan) -> list[tuple[str, int]]:
     """The pid and time namespaces secrun makes itself, before fork: those requested when
     this launch makes no user namespace (they could not be owned by it otherwise)."""
-    if _wants_user(plan):
+    if plan["user"]:
         return []
     return [(key, flag) for key, _ns, flag in plan["unshare"] if flag in FOR_CHILDREN]
 
 
 @hookimpl(trylast=True)
-def secrun_prepare(ctx):
+def secrun_prepare(ctx: RunContext) -> None:
     """Without a user namespace, make the pid and time namespaces in secrun itself, last
     thing before fork.  Both apply only to the next child, which is then pid 1 of its
     namespace from its first instruction: one fork (and one hand-over) fewer than making them
     in the child.  secrun's own namespaces do not change, and its namespaces for later
     children are restored in ``after_fork`` (or ``cleanup``)."""
-    plan = ctx.plan[SECTION]
-    early = _early(plan)
+    early = _early(ctx.plan)
     if not early:
         return
-    st = _state(ctx)
+    st = ctx.state
     restore = st["restore"] = []
     for key, flag in early:
         fd = os.open(f"/proc/self/ns/{FOR_CHILDREN[flag]}", os.O_RDONLY | os.O_CLOEXEC)
@@ -169,13 +112,13 @@ def secrun_prepare(ctx):
     st["early"] = [flag for _key, flag in early]
 
 
-def _restore_for_children(ctx) -> None:
+def _restore_for_children(state: dict) -> None:
     """Put secrun's namespaces for later children back.  The pid namespace must be: once the
     sandbox's pid 1 exits, no process can be forked into it.  The time namespace is put back
     when the kernel allows it (not while secrun has a helper thread, EUSERS); a later child of
     secrun would otherwise share the sandbox's time namespace, whose clocks have no offsets."""
     pending = []
-    for fd, flag in _state(ctx).pop("restore", ()):
+    for fd, flag in state.pop("restore", ()):
         if _libc_setns(fd, flag) == 0:
             os.close(fd)
         elif flag == CLONE_NEWTIME and get_errno() == errno.EUSERS:
@@ -185,30 +128,30 @@ def _restore_for_children(ctx) -> None:
             os.close(fd)
             raise exc
     if pending:
-        _state(ctx)["restore"] = pending
+        state["restore"] = pending
 
 
 @hookimpl
-def secrun_cleanup(ctx):
-    _restore_for_children(ctx)
-    for fd, _flag in _state(ctx).pop("restore", ()):
+def secrun_cleanup(ctx: RunContext) -> None:
+    _restore_for_children(ctx.state)
+    for fd, _flag in ctx.state.pop("restore", ()):
         os.close(fd)
 
 
 @hookimpl
-def secrun_user_namespace(ctx):
-    plan = ctx.plan[SECTION]
-    if not _wants_user(plan):
+def secrun_user_namespace(ctx: RunContext) -> None:
+    plan: NamespacesPlan = ctx.plan
+    if not plan["user"]:
         return
     if plan["map"] == "range":
         # Host supplementary groups (root's) would survive into the namespace, invisible
         # (shown as the overflow gid) but still honoured by host permission checks.
         os.setgroups([])
     _unshare(CLONE_NEWUSER)
-    _state(ctx)["user"] = True
+    ctx.state["user"] = True
 
 
-def _id_maps(plan):
+def _id_maps(plan: NamespacesPlan) -> tuple[str, str, str]:
     """(uid_map, gid_map, setgroups) the supervisor writes for the child."""
     if plan["map"] == "range":
         start, size = plan["range"]
@@ -236,10 +179,10 @@ def _write(path: str, text: str) -> None:
 
 
 @hookimpl
-def secrun_after_fork(ctx):
-    plan = ctx.plan[SECTION]
-    _restore_for_children(ctx)
-    if not _wants_user(plan):
+def secrun_after_fork(ctx: RunContext) -> None:
+    plan: NamespacesPlan = ctx.plan
+    _restore_for_children(ctx.state)
+    if not plan["user"]:
         return
     proc = f"/proc/{ctx.pid}"
     try:
@@ -255,36 +198,36 @@ def secrun_after_fork(ctx):
 
 
 @hookimpl
-def secrun_namespaces(ctx):
-    plan = ctx.plan[SECTION]
+def secrun_namespaces(ctx: RunContext) -> None:
+    plan: NamespacesPlan = ctx.plan
     required = ctx.required(SECTION)
-    if plan["map"] == "range" and _state(ctx).get("user"):
+    if plan["map"] == "range" and ctx.state.get("user"):
         # The child is host root, which the range does not map: become the namespace's root,
         # i.e. the range's first (unprivileged) host id, before creating anything.  Modules
         # this stage needs are imported first: the new uid may not read secrun's own files.
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    early = _state(ctx).get("early", ())
+    early = ctx.state.get("early", ())
     for key, _ns, flag in plan["unshare"]:
-        # see ORDER in _namespaces_plan: the cgroup namespace is made in the hostname stage;
-        # pid and time may already exist (secrun_prepare)
+        # see ORDER in .plan: the cgroup namespace is made in the hostname stage; pid and
+        # time may already exist (secrun_prepare)
         if flag != CLONE_NEWCGROUP and flag not in early:
             _make(ctx, key, flag, required)
 
 
-def _make(ctx, key, flag, required) -> None:
+def _make(ctx: RunContext, key: str, flag: int, required: bool) -> None:
     try:
         _unshare(flag)
         if flag == CLONE_NEWNS:
             _mount_slave()
         elif flag == CLONE_NEWNET:
             _loopback_up()
-    except Exception as exc:  # noqa: BLE001 - best-effort: report each one and go on
+    except Exception as exc:  # best-effort: report each one and go on
         if required:
             raise
         ctx.warn(f"namespaces: {key} namespace: {describe_oserror(exc)}")
         return
-    _state(ctx).setdefault("made", []).append(key)
+    ctx.state.setdefault("made", []).append(key)
     if flag in (CLONE_NEWPID, CLONE_NEWTIME):
         ctx.fork_after_namespaces = True
 
@@ -318,17 +261,18 @@ def _loopback_up() -> None:
 
 
 @hookimpl
-def secrun_hostname(ctx):
-    plan = ctx.plan[SECTION]
+def secrun_hostname(ctx: RunContext) -> None:
+    plan: NamespacesPlan = ctx.plan
     for key, _ns, flag in plan["unshare"]:
         if flag == CLONE_NEWCGROUP:
             _make(ctx, key, flag, ctx.required(SECTION))
-    if plan["hostname"] is None:
+    hostname, domainname = plan["hostname"], plan["domainname"]
+    if hostname is None or domainname is None:
         return
-    if "uts" not in _state(ctx).get("made", ()):
+    if "uts" not in ctx.state.get("made", ()):
         return  # best-effort and the UTS namespace failed: never rename the host
 
-    name = plan["hostname"].encode()
-    check(_libc_sethostname(name, len(name)), f"sethostname({plan['hostname']})")
-    dom = plan["domainname"].encode()
-    check(_libc_setdomainname(dom, len(dom)), f"setdomainname({plan['domainname']})")
+    name = hostname.encode()
+    check(_libc_sethostname(name, len(name)), f"sethostname({hostname})")
+    dom = domainname.encode()
+    check(_libc_setdomainname(dom, len(dom)), f"setdomainname({domainname})")

@@ -1,14 +1,19 @@
-"""Planning half of the ``namespaces`` plugin: the ``[namespaces]`` schema, ``secrun_compile``
-and ``secrun_audit``.
-
-Imported lazily by the hooks in :mod:`secrun.plugins.namespaces`, so a cached launch (which
-only runs the stage hooks) never loads it.  The stage hooks stay in that module.
+"""The ``namespaces`` plugin's planning: the ``[namespaces]`` schema, the facts it publishes,
+``secrun_compile`` and the plan's shape.  Imported only on a plan cache miss, by ``secrun
+audit`` and ``secrun profiles``; a cached launch never loads it.
 """
 
-import os
+from __future__ import annotations
 
+import os
+from typing import Literal, TypedDict
+
+from secrun import hookimpl
 from secrun.errors import ConfigError
-from secrun.plugins.namespaces import (
+from secrun.facts import Facts
+from secrun.schema import Field, Section, check_range
+
+from .stages import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
     CLONE_NEWNET,
@@ -17,9 +22,25 @@ from secrun.plugins.namespaces import (
     CLONE_NEWTIME,
     CLONE_NEWUTS,
     SECTION,
-    _wants_user,
 )
-from secrun.schema import Field, Section, check_range
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secrun.context import PlanContext
+
+
+class NamespacesPlan(TypedDict):
+    """What ``secrun_compile`` returns and the stages read."""
+
+    user: bool  # a user namespace is made ("auto" resolved for the caller)
+    map: Literal["self", "root", "range"]  # user_map
+    range: tuple[int, int]  # (range_start, range_size) of the "range" map
+    unshare: list[tuple[str, str, int]]  # (profile key, /proc/self/ns name, CLONE_NEW*), ORDER
+    net: str  # the net mode: "host" | "none"
+    fork: bool  # a pid or time namespace: the core forks into it
+    hostname: str | None  # None: no UTS namespace
+    domainname: str | None
+
 
 # The order of the namespaces created in the `namespaces` stage (the user namespace already
 # exists: it is the `user_namespace` stage).  (profile key, /proc/self/ns name, flag, why here)
@@ -49,25 +70,25 @@ HOST_NAME_MAX = 64
 ID_MAX = (1 << 32) - 1  # (uid_t)-1 is never a valid id
 
 
-def _check_id_count(v):
+def _check_id_count(v: int) -> None:
     # Only 1 .. 2^32-2 can be a start or a size of an id map; the "range" mapping checks the
     # two together when it is used.
     check_range(v, 1, ID_MAX - 1)
 
 
-def _check_range_start(v):
+def _check_range_start(v: int) -> None:
     if v == 0:
         raise ValueError("0 would map host root into the namespace (1 .. "
                          f"{ID_MAX - 1})")
     _check_id_count(v)
 
 
-def _check_user(v):
+def _check_user(v: object) -> None:
     if not isinstance(v, bool) and v != "auto":
         raise ValueError(f"{v!r}: expected true, false or \"auto\"")
 
 
-def _check_hostname(v):
+def _check_hostname(v: str) -> None:
     if not 1 <= len(v.encode()) <= HOST_NAME_MAX:
         raise ValueError(f"{v!r}: a hostname has 1 to {HOST_NAME_MAX} bytes")
     for label in v.split("."):
@@ -77,14 +98,15 @@ def _check_hostname(v):
                              f"dot-separated labels not starting or ending with '-')")
 
 
-def _check_domainname(v):
+def _check_domainname(v: str) -> None:
     if len(v.encode()) > HOST_NAME_MAX:
         raise ValueError(f"{v!r}: a domain name has at most {HOST_NAME_MAX} bytes")
     if not all(c.isascii() and c.isprintable() and not c.isspace() for c in v):
         raise ValueError(f"{v!r}: only printable ASCII without spaces")
 
 
-def sections():
+@hookimpl
+def secrun_profile_sections() -> list[Section]:
     return [Section(SECTION, "Kernel namespaces of the workload.", [
         Field("user", (bool, str), "auto",
               "a user namespace: true, false, or \"auto\" (one exactly when secrun does not "
@@ -118,95 +140,66 @@ def sections():
     ])]
 
 
-def compile_plan(cfg) -> dict:
+FACTS = {
+    "namespaces.made": ([], "the namespaces this launch makes, among user, mnt, pid, net, uts, "
+                            "ipc, cgroup, time (user = \"auto\" resolved for the caller)"),
+    "namespaces.user_root": (False, "the caller is uid 0 inside the new user namespace"),
+    "namespaces.setgroups_denied": (False, "the gid map is written with setgroups=deny, so the "
+                                           "caller's supplementary groups stay"),
+    "namespaces.net": ("host", "the profile's network mode: \"host\" or \"none\""),
+}
+
+
+@hookimpl
+def secrun_facts() -> Facts:
+    return Facts(publishes=FACTS)
+
+
+def wants_user(user: bool | str) -> bool:
+    """Whether a launch makes a user namespace ("auto": exactly when secrun is not root)."""
+    return os.geteuid() != 0 if user == "auto" else bool(user)
+
+
+def _check_range(cfg: dict) -> None:
     start, size = cfg["range_start"], cfg["range_size"]
+    if cfg["user"] is not True:
+        raise ConfigError(SECTION, "user_map",
+                          f"\"range\" maps the ids of a user namespace: it needs user = "
+                          f"true (user = {cfg['user']!r} makes none when run as root)")
+    if os.geteuid() != 0:
+        raise ConfigError(SECTION, "user_map",
+                          "\"range\" needs secrun to run as root (an ordinary user may map "
+                          "only its own uid: use \"self\" or \"root\")")
+    if not 1 <= start < ID_MAX:
+        raise ConfigError(SECTION, "range_start",
+                          f"{start}: must be 1..{ID_MAX - 1} (0 would map host root)")
+    if not 1 <= size <= ID_MAX - start:
+        raise ConfigError(SECTION, "range_size",
+                          f"{size}: must be 1..{ID_MAX - start} (the range ends below "
+                          f"{ID_MAX})")
+
+
+@hookimpl
+def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
+    cfg = ctx.config[SECTION]
     if cfg["user_map"] == "range":
-        if cfg["user"] is not True:
-            raise ConfigError(SECTION, "user_map",
-                              f"\"range\" maps the ids of a user namespace: it needs user = "
-                              f"true (user = {cfg['user']!r} makes none when run as root)")
-        if os.geteuid() != 0:
-            raise ConfigError(SECTION, "user_map",
-                              "\"range\" needs secrun to run as root (an ordinary user may map "
-                              "only its own uid: use \"self\" or \"root\")")
-        if not 1 <= start < ID_MAX:
-            raise ConfigError(SECTION, "range_start",
-                              f"{start}: must be 1..{ID_MAX - 1} (0 would map host root)")
-        if not 1 <= size <= ID_MAX - start:
-            raise ConfigError(SECTION, "range_size",
-                              f"{size}: must be 1..{ID_MAX - start} (the range ends below "
-                              f"{ID_MAX})")
+        _check_range(cfg)
     unshare = [(key, ns, flag) for key, ns, flag, _why in ORDER
                if (cfg["net"] != "host" if key == "net" else cfg[key])]
-    return {
-        "user": cfg["user"],
+    user = wants_user(cfg["user"])
+    plan: NamespacesPlan = {
+        "user": user,
         "map": cfg["user_map"],
-        "range": (start, size),
+        "range": (cfg["range_start"], cfg["range_size"]),
         "unshare": unshare,
         "net": cfg["net"],
         "fork": bool(cfg["pid"] or cfg["time"]),
         "hostname": cfg["hostname"] if cfg["uts"] else None,
         "domainname": cfg["domainname"] if cfg["uts"] else None,
     }
-
-
-# --- audit ----------------------------------------------------------------------------------------
-
-MEANING = {
-    "user": "ids and capabilities separate from the host's",
-    "mount": "a private mount table",
-    "pid": "sees only its own processes; a minimal init reaps and forwards signals",
-    "uts": "own hostname",
-    "ipc": "own SysV IPC and POSIX message queues",
-    "cgroup": "sees only its own cgroup subtree",
-    "time": "own monotonic/boottime clocks",
-}
-
-
-def audit(ctx) -> list:
-    cfg = ctx.config[SECTION]
-    plan = ctx.plan[SECTION]
-    rows = []
-    user = _wants_user(plan)
-    if user:
-        start, size = plan["range"]
-        inside = {"self": "the caller's own uid/gid", "root": "uid/gid 0 (the caller)",
-                  "range": f"ids 0..{size - 1} = host {start}..{start + size - 1}"}[plan["map"]]
-        value = f"new ({inside})"
-    else:
-        value = "host" + (" (auto: secrun runs as root)" if cfg["user"] == "auto" else "")
-    rows.append(_row("user", "user", user, value, ctx.required(SECTION)))
-    made = {key for key, _ns, _flag in plan["unshare"]}
-    for key, ns, _flag, _why in ORDER:
-        if key == "net":
-            continue
-        on = key in made
-        rows.append(_row(key, ns, on, f"new ({MEANING[key]})" if on else "host",
-                         ctx.required(SECTION)))
-    net_new = "net" in made
-    row = _row("net", "net", net_new,
-               "none (new namespace, loopback only)" if net_new else "host network",
-               ctx.required(SECTION))
-    if net_new and plan["net"] == "none":
-        row["expect"]["net.interfaces"] = "lo"
-    rows.append(row)
-    if cfg["uts"]:
-        rows.append({"control": "hostname", "section": SECTION, "key": "hostname",
-                     "category": "namespaces.hostname",
-                     "value": f"{cfg['hostname']} (domain {cfg['domainname']})",
-                     "status": _status(True, ctx.required(SECTION)), "weight": 0.0})
-    return rows
-
-
-def _status(on, required):
-    if not on:
-        return "not-configured"
-    return "enforced" if required else "best-effort"
-
-
-def _row(key, ns, on, value, required):
-    # weight: the share of this control's exposure that remains (docs/audit.md gives each
-    # category its importance): none when the namespace is made, all of it when not.
-    return {"control": f"namespace {ns}", "section": SECTION, "key": key, "value": value,
-            "category": f"namespaces.{key}", "status": _status(on, required),
-            "weight": 0.0 if on else 1.0, "expect": {f"ns.{ns}": "new" if on else "host"}}
+    ctx.publish("namespaces.made", (["user"] if user else []) + [ns for _k, ns, _f in unshare])
+    ctx.publish("namespaces.user_root",
+                user and (plan["map"] != "self" or os.geteuid() == 0))
+    ctx.publish("namespaces.setgroups_denied", user and plan["map"] != "range")
+    ctx.publish("namespaces.net", cfg["net"])
+    return plan
