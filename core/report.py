@@ -1,18 +1,19 @@
 """Human-readable views of a plan: ``--dry-run`` and ``secrun profiles show``."""
 
 import json
+from collections.abc import Sequence
 
 from .stages import STAGE_NAMES
 
 
-def _fmt(value) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, (dict, list, bool)) or value is None:
         return json.dumps(value)
     return str(value)
 
 
 def effective_lines(plan: dict) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for section in sorted(plan["config"]):
         lines.append(f"[{section}]")
         values = plan["config"][section]
@@ -23,8 +24,8 @@ def effective_lines(plan: dict) -> list[str]:
     return lines
 
 
-def print_plan(plan: dict, command=None) -> None:
-    out = []
+def print_plan(plan: dict, command: Sequence[str] | None = None) -> None:
+    out: list[str] = []
     if command is not None:
         out.append("command: " + " ".join(command))
     out.append("profiles: " + " -> ".join(f"{n} ({p})" for n, p, _ in plan["profiles"]))
