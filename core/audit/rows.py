@@ -1,8 +1,16 @@
-"""The shape of an audit row, as a plugin's ``secrun_audit`` returns it (see the hookspec)."""
+"""The shape of an audit row, as a plugin's ``secrun_audit`` returns it (see the hookspec), and
+as the report carries it."""
 
 from typing import Literal, NotRequired, TypedDict
 
+from ..errors import SecrunError
+
 Status = Literal["enforced", "best-effort", "not-available", "not-configured"]
+STATUSES: tuple[Status, ...] = ("enforced", "best-effort", "not-available", "not-configured")
+
+
+class AuditError(SecrunError):
+    """The audit itself could not run (exit status 125)."""
 
 
 class Row(TypedDict):
@@ -17,3 +25,44 @@ class Row(TypedDict):
     detail: NotRequired[str]
     category: NotRequired[str | None]  # a declared Category id; None: listed, not scored
     expect: NotRequired[dict[str, str]]  # fact -> value that --live must observe
+
+
+class Check(TypedDict):
+    """One ``expect`` fact of a row, compared with what the live audit observed."""
+
+    fact: str
+    expected: str
+    observed: str | None
+    ok: bool
+
+
+class AuditRow(TypedDict):
+    """A row of the report (``controls`` in the JSON): a plugin's row, checked, with where it
+    came from and what it scores."""
+
+    plugin: str
+    control: str
+    value: str
+    status: Status
+    weight: float
+    section: str | None
+    key: str | None
+    detail: str
+    category: str | None
+    expect: dict[str, str]
+    origin: str
+    residual: NotRequired[float]
+    importance: NotRequired[float]
+    points: NotRequired[float]
+    checks: NotRequired[list[Check]]
+    verified: NotRequired[bool | None]
+
+
+class Mismatch(TypedDict):
+    """An ``expect`` fact of an enforced row that did not hold (exit status 2)."""
+
+    plugin: str
+    control: str
+    fact: str
+    expected: str
+    observed: str | None

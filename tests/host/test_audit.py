@@ -48,7 +48,7 @@ def liar(tmp_path_factory):
 @pytest.fixture(scope="session")
 def schema():
     jsonschema = pytest.importorskip("jsonschema")
-    from secrun.audit import schema_path
+    from secrun.audit.report import schema_path
 
     with open(schema_path()) as f:
         doc = json.load(f)
@@ -58,13 +58,20 @@ def schema():
 
 # --- planned -------------------------------------------------------------------------------------
 
-def test_every_category_appears_with_plugin_origin_status_weight():
-    from secrun.audit.categories import CATEGORIES
+def builtin_table():
+    """The score's categories as the built-in plugins declare them."""
+    from secrun.audit.categories import table
+    from secrun.registry import Plugins
 
+    return table(Plugins())
+
+
+def test_every_category_appears_with_plugin_origin_status_weight():
     rep = audit_json("--profile", "strict", "--", "./app")
     assert rep["mode"] == "planned" and rep["command"] == ["./app"]
     cats = {r["category"] for r in rep["controls"]}
-    assert {c.id for c in CATEGORIES} <= cats
+    assert {c.id for c in builtin_table().categories} <= cats
+    assert [c["id"] for c in rep["categories"]] == [c.id for c in builtin_table().categories]
     for r in rep["controls"]:
         for k in ("plugin", "control", "value", "origin", "status", "weight"):
             assert k in r, r
@@ -73,7 +80,8 @@ def test_every_category_appears_with_plugin_origin_status_weight():
     assert nnp["origin"].endswith("default.toml [process].no_new_privs")
     # where the plugins came from
     names = {p["name"]: p for p in rep["plugins"]}
-    assert names["process"]["builtin"] and names["process"]["file"].endswith("process.py")
+    assert names["process"]["builtin"] and \
+        names["process"]["file"].endswith(("process.py", "process/plugin.py"))
 
 
 def test_unconfigured_controls_count_full_weight():
@@ -156,25 +164,28 @@ def test_table_and_markdown():
 
 
 def test_docs_table_matches_the_code():
-    from secrun.audit.categories import CATEGORIES, TOTAL
-
+    # (LEGACY: the legacy table's ownerless Landlock entry is not a declared category)
+    cats = [c for c in builtin_table().categories if c.plugins != ["-"]]
     with open(AUDIT_DOC) as f:
         doc = f.read()
-    for c in CATEGORIES:
+    for c in cats:
         assert re.search(rf"^\| `{re.escape(c.id)}` \|[^\n]*\| {c.importance:g} \|", doc, re.M), \
             f"docs/audit.md lacks the row of {c.id} with importance {c.importance:g}"
-    assert f"{TOTAL:g}" in doc
+    documented = re.findall(r"^\| `([a-z_.]+)` \| [^|]+ \| [^|]+ \| [0-9.]+ \|", doc, re.M)
+    assert sorted(documented) == sorted(c.id for c in cats)
+    assert f"Total importance: **{round(sum(c.importance for c in cats), 6):g}**" in doc
 
 
 def test_bad_rows_are_refused_naming_the_plugin():
-    from secrun.audit import AuditError, _check_row
+    from secrun.audit.planned import check_row
+    from secrun.audit.rows import AuditError
 
     ok = {"control": "c", "value": "v", "status": "enforced", "weight": 0.5}
-    assert _check_row("p", ok)["weight"] == 0.5
+    assert check_row("p", ok)["weight"] == 0.5
     for bad in ({**ok, "status": "sure"}, {**ok, "weight": 3}, {"control": "c"},
-                {**ok, "expect": ["x"]}):
+                {**ok, "expect": ["x"]}, "row"):
         with pytest.raises(AuditError, match="plugin 'p'"):
-            _check_row("p", bad)
+            check_row("p", bad)
 
 
 # --- live ----------------------------------------------------------------------------------------
@@ -235,11 +246,11 @@ def test_lying_plugin_fails_live_and_is_named(liar, write_profile):
 # --- any process ---------------------------------------------------------------------------------
 
 def _workload_pid(parent, prog, timeout=10.0):
-    from secrun.audit import _descendants
+    from secrun.audit.live import descendants
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        for p in sorted(_descendants(parent)):
+        for p in sorted(descendants(parent)):
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:
                     if f.read().split(b"\0")[0] == prog.encode():
@@ -298,7 +309,7 @@ def test_filter_read_from_outside_agrees_with_probing_inside(tmp_path):
     script = tmp_path / "filtered.py"
     script.write_text(
         "import errno, json, sys, pyseccomp as s\n"
-        "from secrun import probe\n"
+        "from secrun.audit import probe\n"
         "f = s.SyscallFilter(s.ALLOW)\n"
         "for n in ('mount', 'ptrace', 'bpf', 'keyctl', 'swapon'):\n"
         "    f.add_rule(s.ERRNO(errno.EPERM), n)\n"
@@ -349,3 +360,144 @@ def test_plugin_that_undoes_a_hide_fails_live_naming_the_hide(liar, write_profil
     bad = [m for m in rep["mismatches"] if m["fact"] == "mount:/sys/firmware"]
     assert bad and bad[0]["plugin"] == "filesystem", rep["mismatches"]
     assert "tmpfs" not in str(bad[0]["observed"]), bad
+
+
+# --- categories and live facts from plugins -------------------------------------------------------
+
+def _extra_plugin(name, **hooks):
+    """A plugin module made of ``hooks`` (hook name: function)."""
+    import types
+
+    from secrun import hookimpl
+
+    mod = types.ModuleType(f"secrun_test_{name.replace('-', '_')}")
+    for hook, fn in hooks.items():
+        fn.__name__ = hook
+        setattr(mod, hook, hookimpl(fn))
+    return mod
+
+
+def _with_plugins(*mods):
+    """The built-in plugins plus ``mods`` (name, module), registered as third-party ones."""
+    from secrun.registry import PluginInfo, Plugins
+
+    plugins = Plugins()
+    for name, mod in mods:
+        plugins._register(PluginInfo(name, mod, "test", "0", False))
+    return plugins
+
+
+def test_a_category_declared_by_a_plugin_is_scored():
+    from secrun import plan as _plan
+    from secrun.audit.categories import Category, table
+    from secrun.audit.planned import plan_rows
+    from secrun.audit.report import Audit, build_report
+
+    def judge(facts):
+        return (0.0, "sealed") if facts.get("vault.sealed") == "yes" else (1.0, "open")
+
+    vault = _extra_plugin(
+        "vault",
+        secrun_audit_categories=lambda: [Category("vault.sealed", "sealed vault", 2.0,
+                                                  judge=judge, meaning="the vault is sealed")],
+        secrun_audit=lambda ctx: [{"control": "vault", "value": "sealed", "status": "enforced",
+                                   "weight": 0.0, "category": "vault.sealed"}])
+    plugins = _with_plugins(("vault", vault))
+    t = table(plugins)
+    assert t.by_id["vault.sealed"].plugins == ["vault"]
+    assert t.total == pytest.approx(builtin_table().total + 2.0)
+    plan = _plan.build(["strict"])
+    plan["active"] = [*plan["active"], "vault"]
+    rows, loaded, residuals = plan_rows(plugins, plan, t, [])
+    row = next(r for r in rows if r["plugin"] == "vault")
+    assert row["category"] == "vault.sealed" and row["importance"] == 2.0
+    assert residuals["vault.sealed"] == 0.0
+    sealed = build_report(t, Audit("planned", plan, rows, loaded, residuals))
+    # the same plan with the vault open scores worse, by the category's share
+    open_rows = [dict(r) for r in rows]
+    next(r for r in open_rows if r["plugin"] == "vault")["status"] = "not-configured"
+    from secrun.audit.planned import residuals as planned_residuals
+
+    opened = build_report(t, Audit("planned", plan, open_rows, loaded,
+                                   planned_residuals(open_rows, t)))
+    assert opened["score"] - sealed["score"] == pytest.approx(10 * 2.0 / t.total, abs=0.11)
+    cat = next(c for c in sealed["categories"] if c["id"] == "vault.sealed")
+    assert cat["plugin"] == "vault" and cat["planned"] == 0.0
+    # live: its judge scores the facts
+    live = build_report(t, Audit("pid", facts={"vault.sealed": "yes"}, pid=1))
+    cat = next(c for c in live["categories"] if c["id"] == "vault.sealed")
+    assert cat["effective"] == 0.0 and cat["observed"] == "sealed"
+
+
+def test_one_category_from_two_plugins_must_agree_on_importance():
+    from secrun.audit.categories import Category, table
+    from secrun.errors import PluginError
+
+    def declares(importance, residual):
+        return _extra_plugin(
+            f"mac-{importance}-{residual}",
+            secrun_audit_categories=lambda: [Category(
+                "extra.mac", "extra MAC", importance, combine="min",
+                judge=lambda facts: (residual, f"judged {residual}"))])
+
+    a, b, c = declares(0.5, 1.0), declares(0.5, 0.0), declares(0.7, 0.0)
+    both = table(_with_plugins(("lsm-a", a), ("lsm-b", b)))
+    cat = both.by_id["extra.mac"]
+    assert cat.plugins == ["lsm-a", "lsm-b"] and cat.importance == 0.5
+    assert cat.judge({}) == (0.0, "judged 0.0"), "combine min: the best of the judges"
+    with pytest.raises(PluginError, match="'lsm-a' and 'lsm-c'.*'extra.mac'.*0.5 and 0.7"):
+        table(_with_plugins(("lsm-a", a), ("lsm-c", c)))
+
+
+def test_plugin_live_facts_must_be_strings():
+    from secrun.audit import live as lv
+    from secrun.errors import PluginError
+
+    good = _extra_plugin("good", secrun_live_facts=lambda ctx: {"good.pid": str(ctx.pid)})
+    assert lv.plugin_facts(_with_plugins(("good", good)), lv.live_context(1))[0] == \
+        {"good.pid": "1"}
+    bad = _extra_plugin("bad", secrun_live_facts=lambda ctx: {"bad.pid": ctx.pid})
+    with pytest.raises(PluginError, match="plugin 'bad'"):
+        lv.plugin_facts(_with_plugins(("bad", bad)), lv.live_context(1))
+
+
+PROBE_SOURCE = '''
+import os
+
+def probe(facts, ref):
+    facts["demo.uid"] = str(os.getuid())
+    facts["demo.ref_paths"] = " ".join(ref.get("paths", ())) or "none"
+'''
+
+
+@needs_root
+def test_a_plugins_live_probe_and_live_facts_reach_expect():
+    """A plugin's probe source runs inside the strict sandbox; its facts and those its
+    ``secrun_live_facts`` reads from outside (about the probe's pid) are checked by ``expect``;
+    a failing probe is ``probe.error`` naming its plugin."""
+    from secrun.audit import live as lv
+    from secrun.audit.planned import check_row
+
+    demo = _extra_plugin(
+        "demo",
+        secrun_live_probe=lambda: PROBE_SOURCE,
+        secrun_live_facts=lambda ctx: {"demo.outside": "seen" if ctx.pid else "no pid"})
+    broken = _extra_plugin("broken", secrun_live_probe=lambda: "def probe(facts, ref):\n"
+                                                               "    1 / 0\n")
+    plugins = _with_plugins(("demo", demo), ("broken", broken))
+    probes = lv.plugin_probes(plugins)
+    assert sorted(p for p, _ in probes) == ["broken", "demo"]
+    seen = lv.run_live(lv.Launch(["strict"], [], []), lv.probe_python(), probes,
+                       lv.observer(plugins), timeout=30)
+    assert seen.facts["demo.uid"] == "65534", seen.facts  # strict runs it as nobody
+    assert seen.facts["demo.outside"] == "seen"
+    assert "plugin 'broken': ZeroDivisionError" in seen.facts["probe.error"]
+    assert any("probe error: plugin 'broken'" in n for n in seen.notes), seen.notes
+    row = check_row("demo", {"control": "demo", "value": "v", "status": "enforced",
+                             "weight": 0.0, "expect": {"demo.uid": "65534",
+                                                       "demo.outside": "seen"}})
+    assert lv.check_expects([row], seen.facts, seen.pid) == [] and row["verified"] is True
+    row = check_row("demo", {"control": "demo", "value": "v", "status": "enforced",
+                             "weight": 0.0, "expect": {"demo.uid": "0"}})
+    (bad,) = lv.check_expects([row], seen.facts, seen.pid)
+    assert bad["fact"] == "demo.uid" and bad["observed"] == "65534"

@@ -10,15 +10,28 @@ As a workload: ``python -I -S -c SOURCE REF_JSON NONCE [SIGIGN SIGBLK]`` prints 
 facts (the vocabulary of the ``secrun_audit`` hookspec) and then waits until its stdin is closed,
 so that the auditor can look at it from outside meanwhile.  ``REF_JSON`` carries the auditor's
 own namespace links and its ``/tmp`` device, which "new"/"host" and "private"/"host" compare
-with, and the paths whose visible mount is asked for (``mount:PATH`` facts).  ``SIGIGN`` and
+with, the paths whose visible mount is asked for (``mount:PATH`` facts), and the plugins'
+``secrun_live_probe`` sources (``probes``: ``[[plugin, source]]``; each is run in a namespace of
+its own and its ``probe(facts, ref)`` called, see :func:`plugin_probes`).  ``SIGIGN`` and
 ``SIGBLK`` are the signal masks the workload started with, read by the shell that execs the
 probe (see :func:`inside`).
 """
+
+from __future__ import annotations
 
 import errno
 import json
 import os
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    # (mount point, fstype, per-mount options, major:minor)
+    Mount = tuple[str, str, list[str], str]
+    # (id, parent id, mount point, fstype, per-mount options, root, major:minor)
+    Node = tuple[int, int, str, str, list[str], str, str]
 
 NAMESPACES = ("user", "pid", "mnt", "net", "uts", "ipc", "cgroup", "time")
 CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
@@ -29,7 +42,7 @@ CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 # name: (x86_64 number, aarch64 number, args, capability checked before the arguments or None,
 #        what the probe proves).  The numbers are here, not in secrun.kernel.SYSCALLS, because
 #        this file runs without secrun; checked against libseccomp's tables like those.
-SYSCALLS: dict = {
+SYSCALLS: dict[str, tuple[int, int | None, tuple[int, ...], int | None, str]] = {
     "unshare": (272, 97, (0x10000001,), None, "new namespaces (CLONE_NEWUSER, invalid flag)"),
     "setns": (308, 268, (-1, 0), None, "joining other namespaces (fd -1)"),
     "mount": (165, 40, (0, 0, 0, 0, 0), None, "mounting (NULL target)"),
@@ -67,7 +80,7 @@ RLIMIT_NAMES = {
 }
 
 
-def _read(path, default=""):
+def _read(path: str, default: str = "") -> str:
     try:
         with open(path, "rb") as f:
             return f.read().decode("utf-8", "replace")
@@ -75,7 +88,7 @@ def _read(path, default=""):
         return default
 
 
-def _status(proc):
+def _status(proc: str) -> dict[str, str]:
     out = {}
     for line in _read(f"{proc}/status").splitlines():
         k, _, v = line.partition(":")
@@ -83,7 +96,7 @@ def _status(proc):
     return out
 
 
-def ns_links(proc):
+def ns_links(proc: str) -> dict[str, str]:
     out = {}
     for ns in NAMESPACES:
         try:
@@ -93,15 +106,15 @@ def ns_links(proc):
     return out
 
 
-def mounts(proc):
+def mounts(proc: str) -> list[Mount]:
     """[(mount point, fstype, mount options, major:minor)] in mount order."""
     return [(m[2], m[3], m[4], m[6]) for m in mount_tree(proc)]
 
 
-def mount_tree(proc):
+def mount_tree(proc: str) -> list[Node]:
     """[(id, parent id, mount point, fstype, per-mount options, root, major:minor)] in mount
     order, from ``PROC/mountinfo``."""
-    rows = []
+    rows: list[Node] = []
     for line in _read(f"{proc}/mountinfo").splitlines():
         parts = line.split(" ")
         try:
@@ -113,24 +126,24 @@ def mount_tree(proc):
     return rows
 
 
-def _unescape(s):
+def _unescape(s: str) -> str:
     for esc, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         s = s.replace(esc, ch)
     return s
 
 
-def visible_mount(tree, path):
+def visible_mount(tree: list[Node], path: str) -> Node | None:
     """The mount a lookup of ``path`` (absolute, no symlinks) ends on, walking the mount tree by
     parent ids the way the kernel does: a mount hidden under a later mount of one of its
     ancestors, or under another mount at the same place, is not visible.  (The longest matching
     mount point is not enough: a hide below a later bind of its parent directory is in
     mountinfo, yet not what the path shows.)"""
     ids = {m[0] for m in tree}
-    kids: dict = {}
+    kids: dict[int, list[Node]] = {}
     for m in tree:
         kids.setdefault(m[1], []).append(m)
 
-    def top(m):
+    def top(m: Node) -> Node:
         # mounts stacked on ``m`` at its own mount point
         while True:
             above = [k for k in kids.get(m[0], ()) if k[2] == m[2] and k is not m]
@@ -151,14 +164,15 @@ def visible_mount(tree, path):
     return cur
 
 
-def mount_text(m) -> str:
+def mount_text(m: Node | None) -> str:
     """How a ``mount:PATH`` fact shows a mount: "POINT FSTYPE ro|rw"."""
     if m is None:
         return "none"
     return f"{m[2]} {m[3]} {'ro' if 'ro' in m[4] else 'rw'}"
 
 
-def view_facts(tree, paths, ns_cgroup, proc="/proc/self", root=""):
+def view_facts(tree: list[Node], paths: list[str] | tuple[str, ...], ns_cgroup: str,
+               proc: str = "/proc/self", root: str = "") -> dict[str, str]:
     """``mount:PATH`` for each requested path, and what /sys shows (``fs.sys``,
     ``fs.sys_cgroup``), for the process ``proc`` whose root directory the reader sees at
     ``root`` ("" inside, /proc/PID/root outside)."""
@@ -191,7 +205,7 @@ SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP
                 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO", 30: "SIGPWR", 31: "SIGSYS"}
 
 
-def signal_set(mask_hex) -> str:
+def signal_set(mask_hex: str) -> str:
     """A /proc status signal mask as names ("none" when empty, "?" when unreadable)."""
     try:
         mask = int(mask_hex, 16)
@@ -202,7 +216,7 @@ def signal_set(mask_hex) -> str:
     return " ".join(names) or "none"
 
 
-def stat_fields(proc):
+def stat_fields(proc: str) -> tuple[int, int, int] | None:
     """(pgrp, session, tty_nr) from ``PROC/stat``, or None."""
     text = _read(f"{proc}/stat")
     try:
@@ -212,7 +226,7 @@ def stat_fields(proc):
         return None
 
 
-def session_facts(proc, ref_proc="/proc/self"):
+def session_facts(proc: str, ref_proc: str = "/proc/self") -> dict[str, str]:
     """``proc.session``/``proc.pgrp``: "own" or "caller" (the same as ``ref_proc``'s);
     ``proc.tty``: "none", "own" or "caller" (the controlling terminal)."""
     mine, ref = stat_fields(proc), stat_fields(ref_proc)
@@ -223,7 +237,7 @@ def session_facts(proc, ref_proc="/proc/self"):
             "proc.tty": "none" if mine[2] == 0 else "caller" if mine[2] == ref[2] else "own"}
 
 
-def mount_for(rows, path):
+def mount_for(rows: list[Mount], path: str) -> Mount | None:
     """The mount that covers ``path`` (the longest mount point; the last one mounted wins)."""
     best = None
     for row in rows:
@@ -234,7 +248,7 @@ def mount_for(rows, path):
     return best
 
 
-def fs_facts(rows, root, ref):
+def fs_facts(rows: list[Mount], root: str, ref: dict) -> dict[str, str]:
     facts = {}
     r = mount_for(rows, "/")
     facts["fs.root_writable"] = "no" if r is None or "ro" in r[2] else "yes"
@@ -253,14 +267,14 @@ def fs_facts(rows, root, ref):
     return facts
 
 
-def _listdir(path):
+def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except OSError:
         return []
 
 
-def rlimits(proc):
+def rlimits(proc: str) -> dict[str, str]:
     out = {}
     for line in _read(f"{proc}/limits").splitlines()[1:]:
         for label, name in RLIMIT_NAMES.items():
@@ -271,7 +285,7 @@ def rlimits(proc):
     return out
 
 
-def proc_facts(proc, ref, root=None):
+def proc_facts(proc: str, ref: dict, root: str | None = None) -> dict[str, str]:
     """Facts readable from ``/proc/<pid>`` (``proc``) by anyone allowed to read them.
 
     ``ref``: {"ns": {name: link}, "tmp_dev": "maj:min"} of the reference process.  ``root``: the
@@ -315,15 +329,15 @@ def proc_facts(proc, ref, root=None):
 
 # --- inside only: probing system calls ---------------------------------------------------------
 
-def _arch():
+def _arch() -> int | None:
     m = os.uname().machine
     return 0 if m == "x86_64" else 1 if m in ("aarch64", "arm64") else None
 
 
-_LIBC: list = []
+_LIBC: list[tuple[Any, Any]] = []
 
 
-def _libc():
+def _libc() -> tuple[Any, Any]:
     """The C library through ctypes, opened once, with the two prototypes the probe uses (not
     :mod:`secrun.kernel`: this file runs without secrun)."""
     if not _LIBC:
@@ -339,16 +353,16 @@ def _libc():
 PR_GET_PDEATHSIG = 2
 
 
-def probe_syscalls():
+def probe_syscalls() -> dict[str, str]:
     """{"syscall.NAME": "blocked"|"allowed"}: each call made in a forked child, so that a
     filter that kills the process kills only that child."""
     ctypes, libc = _libc()
     arch = _arch()
-    out: dict = {}
+    out: dict[str, str] = {}
     if arch is None:
         return out
     for name, spec in SYSCALLS.items():
-        nr, args = spec[arch], spec[2]
+        nr, args = spec[1] if arch else spec[0], spec[2]
         if nr is None:
             continue
         cargs = [ctypes.c_long(a) for a in args]
@@ -373,7 +387,7 @@ def probe_syscalls():
     return out
 
 
-def pdeathsig():
+def pdeathsig() -> str:
     ctypes, libc = _libc()
     sig = ctypes.c_int(0)
     if libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) != 0:
@@ -381,7 +395,7 @@ def pdeathsig():
     return SIGNAL_NAMES.get(sig.value, str(sig.value)) if sig.value else "none"
 
 
-def inside(ref, dispositions=None):
+def inside(ref: dict, dispositions: list[str] | None = None) -> dict[str, str]:
     """Facts from inside.  ``dispositions``: (SigIgn, SigBlk) as the workload started with them
     (read by the shell that execs this probe: Python itself ignores SIGPIPE and SIGXFSZ at
     start-up, so this process cannot see what it inherited)."""
@@ -399,12 +413,40 @@ def inside(ref, dispositions=None):
     return facts
 
 
-def main(argv):
+def plugin_probes(facts: dict[str, str], ref: dict, probes: list[list[str]]) -> list[str]:
+    """Run each plugin's ``secrun_live_probe`` source (``[[plugin, source]]``) in a namespace
+    of its own and call its ``probe(facts, ref)``; the errors, naming the plugin (a fact that
+    is not a string is dropped and is one)."""
+    errors = []
+    for plugin, source in probes:
+        before = dict(facts)
+        try:
+            space: dict = {"__name__": f"secrun_live_probe_{plugin}"}
+            exec(compile(source, f"<secrun_live_probe of {plugin}>", "exec"), space)
+            space["probe"](facts, ref)
+        except (Exception, SystemExit) as e:  # report, do not die silently
+            errors.append(f"plugin {plugin!r}: {type(e).__name__}: {e}")
+        for k, v in list(facts.items()):
+            if not isinstance(k, str) or not isinstance(v, str):
+                errors.append(f"plugin {plugin!r}: fact {k!r} is not a string: {v!r}"[:200])
+                del facts[k]
+                if k in before:
+                    facts[k] = before[k]
+    return errors
+
+
+def main(argv: list[str]) -> int:
     ref = json.loads(argv[1]) if len(argv) > 1 else {}
+    probes = ref.pop("probes", [])
+    errors = []
     try:
         facts = inside(ref, argv[3:5] if len(argv) > 4 else None)
-    except Exception as e:  # noqa: BLE001 - report, do not die silently inside a sandbox
-        facts = {"probe.error": f"{type(e).__name__}: {e}"}
+    except Exception as e:  # report, do not die silently inside a sandbox
+        facts = {}
+        errors.append(f"{type(e).__name__}: {e}")
+    errors += plugin_probes(facts, ref, probes)
+    if errors:
+        facts["probe.error"] = "; ".join(errors)
     facts["probe.pid"] = str(os.getpid())
     sys.stdout.write(json.dumps(facts, sort_keys=True) + "\n")
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """Facts about a running process seen from outside it (``secrun audit --pid`` and, for the
 probe of ``--live``, the part a sandboxed process cannot see of itself: its cgroup's limits).
 
-The ``/proc`` parsing is shared with the probe (:mod:`secrun.probe`), so both views agree by
+The ``/proc`` parsing is shared with the probe (:mod:`secrun.audit.probe`), so both views agree by
 construction.  Added here:
 
 - ids as seen inside the process's user namespace (``/proc/PID/uid_map``);
@@ -13,8 +13,11 @@ construction.  Added here:
 - the Landlock ABI the kernel offers.
 """
 
+from __future__ import annotations
+
 import os
 import struct
+from collections.abc import Sequence
 
 from . import probe
 
@@ -24,7 +27,7 @@ CGROUP_FILES = ("memory.max", "memory.swap.max", "memory.high", "pids.max", "cpu
                 "cpu.shares")
 
 
-def reference(pid="self") -> dict:
+def reference(pid: str = "self") -> dict:
     """What "host" means: the namespaces and the /tmp device of ``pid`` (the auditor itself
     for ``--live``, PID 1 for ``--pid``)."""
     proc = f"/proc/{pid}"
@@ -32,12 +35,12 @@ def reference(pid="self") -> dict:
     return {"ns": probe.ns_links(proc), "tmp_dev": tmp[3] if tmp else ""}
 
 
-def _map_id(proc, kind, outside):
+def _map_id(proc: str, kind: str, seen: str) -> str:
     """An id as the reader sees it -> the id inside the process's user namespace."""
     try:
-        outside = int(outside)
+        outside = int(seen)
     except ValueError:
-        return outside
+        return seen
     text = probe._read(f"{proc}/{kind}_map")
     for line in text.splitlines():
         parts = line.split()
@@ -49,12 +52,12 @@ def _map_id(proc, kind, outside):
     return "65534" if text.strip() else str(outside)  # unmapped ids show as the overflow id
 
 
-def outside(pid: int, ref: dict, syscalls: bool = True) -> tuple[dict, list]:
+def outside(pid: int, ref: dict, syscalls: bool = True) -> tuple[dict[str, str], list[str]]:
     """(facts, notes) about process ``pid``."""
     proc = f"/proc/{pid}"
     if not os.path.isdir(proc):
         raise ProcessLookupError(f"no process {pid}")
-    notes: list = []
+    notes: list[str] = []
     facts = probe.proc_facts(proc, ref)
     if not facts.get("status.CapEff"):
         raise PermissionError(f"cannot read {proc}/status")
@@ -76,9 +79,9 @@ def outside(pid: int, ref: dict, syscalls: bool = True) -> tuple[dict, list]:
 
 # --- cgroups -----------------------------------------------------------------------------------
 
-def _cgroup_mounts():
+def _cgroup_mounts() -> dict[str, tuple[str, str]]:
     """{controller or "unified": (mount point, mount root)} of the reader."""
-    out: dict = {}
+    out: dict[str, tuple[str, str]] = {}
     for line in probe._read("/proc/self/mountinfo").splitlines():
         parts = line.split(" ")
         try:
@@ -94,7 +97,7 @@ def _cgroup_mounts():
     return out
 
 
-def cgroup_dirs(pid) -> dict:
+def cgroup_dirs(pid: int | str) -> dict[str, str]:
     """{controller or "unified": directory of the process's group}."""
     mounts = _cgroup_mounts()
     dirs = {}
@@ -109,7 +112,7 @@ def cgroup_dirs(pid) -> dict:
     return dirs
 
 
-def cgroup_file(dirs: dict, name: str):
+def cgroup_file(dirs: dict[str, str], name: str) -> str | None:
     """The content of cgroup file ``name`` for the process (v2 first, then the v1 controller
     named by the file's prefix), or None."""
     cands = [dirs.get("unified")]
@@ -123,7 +126,7 @@ def cgroup_file(dirs: dict, name: str):
     return None
 
 
-def cgroup_facts(pid) -> dict:
+def cgroup_facts(pid: int) -> dict[str, str]:
     dirs = cgroup_dirs(pid)
     facts = {}
     for name in CGROUP_FILES:
@@ -135,7 +138,7 @@ def cgroup_facts(pid) -> dict:
     return facts
 
 
-def group_locked(dirs: dict) -> str:
+def group_locked(dirs: dict[str, str]) -> str:
     """``"yes"`` when every secrun group of the process is locked by its supervisor (the lock
     that ``secrun cgroups gc`` tells a live run by), ``"no"`` when one is free, ``"none"`` when
     the process is in no secrun group.  The test lock is dropped at once."""
@@ -166,7 +169,7 @@ def group_locked(dirs: dict) -> str:
 def landlock_abi() -> str:
     """The Landlock ABI version the kernel offers ("0": none; "?": secrun does not know the
     call's number on this machine)."""
-    from .kernel import NR, syscall
+    from ..kernel import NR, syscall
 
     if "landlock_create_ruleset" not in NR:
         return "?"
@@ -193,16 +196,17 @@ def read_filters(pid: int) -> list[bytes]:
     import ctypes
     import errno
 
-    from .kernel import check, libc
+    from ..kernel import check, libc
 
-    def pt(req, addr=None, data=None, what="ptrace"):
+    def pt(req: int, addr: int | None = None, data: int | None = None,
+           what: str = "ptrace") -> int:
         return check(libc.ptrace(req, pid, addr, data), what)
 
     pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
     try:
         pt(PTRACE_INTERRUPT, what="ptrace(PTRACE_INTERRUPT)")
         os.waitpid(pid, WALL)
-        progs: list = []
+        progs: list[bytes] = []
         for index in range(1024):
             try:
                 n = pt(PTRACE_SECCOMP_GET_FILTER, index, None,
@@ -292,11 +296,11 @@ def run_bpf(prog: bytes, data: bytes) -> int:
     return 0  # falling off the end: the kernel rejects such programs; treat as kill
 
 
-def _s32(v):
+def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-def filter_action(progs: list, nr: int, args, arch: int) -> int:
+def filter_action(progs: list[bytes], nr: int, args: Sequence[int], arch: int) -> int:
     """The action all filters together take (the most restrictive one wins)."""
     words = [(a & 0xFFFFFFFFFFFFFFFF) for a in (list(args) + [0] * 6)[:6]]
     data = struct.pack("<iIQ6Q", nr, arch, 0, *words)
@@ -308,7 +312,7 @@ def filter_action(progs: list, nr: int, args, arch: int) -> int:
     return best
 
 
-def filtered_syscalls(pid: int, facts: dict) -> dict:
+def filtered_syscalls(pid: int, facts: dict[str, str]) -> dict[str, str]:
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         return {}
@@ -326,7 +330,7 @@ def filtered_syscalls(pid: int, facts: dict) -> dict:
         baseline = probe.probe_syscalls()
     out = {}
     for name, spec in probe.SYSCALLS.items():
-        nr, args, cap = spec[arch_i], spec[2], spec[3]
+        nr, args, cap = spec[1] if arch_i else spec[0], spec[2], spec[3]
         if nr is None:
             continue
         if mode == "1":
