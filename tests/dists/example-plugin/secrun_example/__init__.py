@@ -22,7 +22,10 @@ What it applies, and why each part:
   the kernel shares CPU time between sessions first, and secrun runs the workload in a session
   of its own, so a nice value alone weighs only against the workload's own processes.  A
   workload that calls ``setsid()`` starts a new autogroup at nice 0 (its nice value stays):
-  only a cgroup CPU weight (the ``cgroups`` plugin) bounds that.
+  only a cgroup CPU weight (the ``cgroups`` plugin) bounds that.  With a pid or time namespace
+  (the ``default`` and ``strict`` profiles make a pid one), the process that execs the workload
+  is forked after every stage and starts a session of its own at exec: its autogroup cannot
+  be set, which the plugin notes (``secrun profiles check``) and its audit says.
 
 This package's ``__init__`` holds no code and imports nothing: a launch imports
 ``secrun_example.stages`` (and so this file) and nothing else of the plugin.

@@ -63,7 +63,10 @@ def _autogroup_row(plan: PriorityPlan, status: Status) -> Row:
                 "weight": 0.0, "detail": "not scored: the workload may reset it or leave it "
                                          "(setsid)"}
     kernel = kernel_autogroup()
-    if not plan["autogroup"]:
+    if plan["autogroup_lost"]:
+        row["value"], row["status"], row["weight"] = "cannot be set", "not-available", 1.0
+        row["detail"] = plan["autogroup_lost"]
+    elif not plan["autogroup"]:
         row["value"], row["status"], row["weight"] = "not set", "not-configured", 1.0
     elif kernel == "none":
         row["value"], row["status"] = "no autogroups in this kernel", "not-available"

@@ -14,21 +14,26 @@ from secrun.errors import ConfigError, shown
 from secrun.facts import Facts
 from secrun.schema import Field, Section
 
-from .ioprio import encode
+from . import ioprio
 
 SECTION = "priority"
 IOPRIO_CLASSES = ("idle", "best-effort", "unchanged")
 NICE_MAX = 19  # the lowest priority; 0 is the normal one
 LEVEL_MAX = 7  # the lowest best-effort I/O level
 
-# The fact this plugin publishes, and the built-in facts it reads in its audit (see audit.py):
-# whether the workload could raise its priority back depends on its user namespace, its uid
-# and whether its capability sets are managed.
+# The fact this plugin publishes, and the built-in facts it reads: the namespaces decide in
+# its compile whether the workload's autogroup can be set (see secrun_compile); whether the
+# workload could raise its priority back depends on them, its uid and whether its capability
+# sets are managed (see audit.py).
 FACTS: dict[str, tuple[object, str]] = {
     "priority.nice": (None, "the nice value the workload starts with (0-19); None: unchanged "
                             "(no [priority] section)"),
 }
-USES = ("namespaces.made", "identity.uid", "capabilities.managed")
+REQUIRES = ("namespaces.made",)
+USES = ("identity.uid", "capabilities.managed")
+# A namespace whose making forks the process that becomes the workload (the core's hand-over):
+# that process then starts a session of its own at exec, after every stage.
+FORKING = ("pid", "time")
 
 
 class PriorityPlan(TypedDict):
@@ -37,6 +42,7 @@ class PriorityPlan(TypedDict):
     nice: int  # for setpriority(PRIO_PROCESS, 0, nice)
     ioprio: int | None  # for ioprio_set (class << 13 | level); None: unchanged
     autogroup: bool  # also write the nice value to /proc/PID/autogroup
+    autogroup_lost: str  # why a requested autogroup nice cannot be set ("": it can)
 
 
 @hookimpl
@@ -58,7 +64,7 @@ def secrun_profile_sections() -> list[Section]:
 
 @hookimpl
 def secrun_facts() -> Facts:
-    return Facts(publishes=FACTS, uses=USES)
+    return Facts(publishes=FACTS, requires=REQUIRES, uses=USES)
 
 
 def _check(cfg: dict) -> None:
@@ -76,6 +82,18 @@ def _check(cfg: dict) -> None:
         raise ConfigError(SECTION, "ioprio_level", f"{shown(level)} is outside 0 to 7")
 
 
+def _autogroup_lost(ctx: PlanContext) -> str:
+    """Why the workload's autogroup cannot be set, or "".  The supervisor sets it in the
+    ``attach`` stage on the process that will exec; with a pid or time namespace that process
+    forks the workload, which makes a session (and so an autogroup, at nice 0) of its own at
+    exec, after every stage."""
+    forks = [ns for ns in ctx.fact("namespaces.made") or () if ns in FORKING]
+    if not forks:
+        return ""
+    return (f"with a new {' and '.join(forks)} namespace the workload starts a session of its "
+            f"own at exec, after every stage: its autogroup keeps nice 0")
+
+
 @hookimpl
 def secrun_compile(ctx: PlanContext) -> PriorityPlan:
     cfg = ctx.config[SECTION]
@@ -84,14 +102,19 @@ def secrun_compile(ctx: PlanContext) -> PriorityPlan:
     if cls != "best-effort" and "ioprio_level" in ctx.origins.get(SECTION, {}) \
             and ctx.origins[SECTION]["ioprio_level"] != "built-in default":
         ctx.note(f"ioprio_level = {level} has no effect with ioprio_class = {cls!r}")
-    # The core records the entry-point module (plugin.py) as a dependency of the cached plan;
-    # the code that made this plan lives here.
+    lost = _autogroup_lost(ctx) if cfg["autogroup"] else ""
+    if lost:
+        ctx.note(f"autogroup: {lost}")
+    # The core records the entry-point module (plugin.py) of a third-party plugin as a
+    # dependency of the cached plan; the code that makes this plan lives in these two.
     ctx.depends_on(__file__)
+    ctx.depends_on(ioprio.__file__)
     ctx.publish("priority.nice", cfg["nice"])
     plan: PriorityPlan = {
         "nice": cfg["nice"],
-        "ioprio": None if cls == "unchanged" else encode(cls, level),
-        "autogroup": bool(cfg["autogroup"]),
+        "ioprio": None if cls == "unchanged" else ioprio.encode(cls, level),
+        "autogroup": bool(cfg["autogroup"]) and not lost,
+        "autogroup_lost": lost,
     }
     ctx.log(f"priority: {plan}")
     return plan

@@ -5,6 +5,7 @@
 - ``attach`` (supervisor, while no workload code runs yet): the nice value of the workload's
   autogroup, written to ``/proc/PID/autogroup`` from outside (the child may no longer see
   ``/proc`` after its ``mounts`` stage, and the supervisor, not the sandbox, is privileged).
+  Planned only when no pid or time namespace is made (see ``plan._autogroup_lost``).
 
 Nothing here imports the planning or audit code: type-only imports sit behind
 ``TYPE_CHECKING`` (``typing`` itself costs a launch time).
