@@ -566,10 +566,11 @@ def test_cached_launch_imports_no_planning_code(wdir):
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     mods = [s.split("|")[-1].strip() if s.startswith("import time:") else "" for s in lines]
-    mount_mod = [i for i, m in enumerate(mods) if m == "secrun.plugins._fs_mount"]
+    mount_mod = [i for i, m in enumerate(mods) if m == "secrun.plugins.filesystem.mount"]
     fork = [i for i, s in enumerate(lines) if s.endswith(" fork")]
     assert mount_mod and fork and mount_mod[0] < fork[0], r.stderr
-    assert "secrun.plugins._fs_plan" not in mods, r.stderr
+    for planning in ("plan", "view", "entries", "cgroupfs", "audit"):
+        assert f"secrun.plugins.filesystem.{planning}" not in mods, r.stderr
 
 
 # --- nothing left behind -------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""The kernel-facing half of the ``filesystem`` plugin: builds the view in the child's
-``mounts`` stage with the new mount API (open_tree, move_mount, fsopen/fsmount, mount_setattr),
-openat2 and pivot_root, all through ctypes.  It is imported before fork on every launch that
-has a ``[filesystem]`` section, so it holds only what the stage runs: the plan arrives ready
-(operations, byte paths, flags; see :mod:`secrun.plugins._fs_plan`) and the stage only loops
-over it.
+"""The mount machinery of the ``filesystem`` plugin: builds the view in the child's ``mounts``
+stage with the new mount API (open_tree, move_mount, fsopen/fsmount, mount_setattr), openat2
+and pivot_root, all through ctypes.  :mod:`.stages` imports it, so a launch that has a
+``[filesystem]`` section loads it before fork: it holds only what the stages run.  The plan
+arrives ready (operations, byte paths, flags; see :mod:`.view`) and the stage only loops over
+it.
 
 How the view is built, and why in this order:
 
@@ -35,6 +35,8 @@ the kernel's ``int`` parameters, prebuilt ``c_size_t`` for the sizes); the text 
 call is built only when it fails.
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
 import os
@@ -43,6 +45,28 @@ from stat import S_ISDIR
 
 from secrun.errors import SetupError, describe_oserror, errno_text
 from secrun.kernel import error, get_errno, libc, syscall
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from secrun.context import RunContext
+
+    from .plan import (
+        BindOp,
+        CgroupLayout,
+        CgroupMount,
+        CwdOp,
+        FilesystemPlan,
+        FsOptions,
+        HideOp,
+        Op,
+        RoOp,
+        TmpfsOp,
+    )
+
+    # an opened bind source: (its mount clone, a directory, the host mounts it read-only)
+    Source = tuple[int, bool, bool]
 
 _mount = libc.mount      # looked up here, not in the child
 _umount2 = libc.umount2
@@ -88,7 +112,7 @@ _HOW_SIZE = ctypes.c_size_t(24)
 _ATTR_SIZE = ctypes.c_size_t(32)
 
 
-def mount_attr(set_, clr):
+def mount_attr(set_: int, clr: int) -> bytes:
     """struct mount_attr {attr_set, attr_clr, propagation, userns_fd} as bytes (the kernel
     only reads it, so a bytes object is passed as the pointer)."""
     return set_.to_bytes(8, _BO) + clr.to_bytes(8, _BO) + bytes(16)
@@ -112,18 +136,18 @@ _MISSING = (errno.ENOENT, errno.ENOTDIR)
 class Escape(SetupError):
     """A mount destination leads out of the root."""
 
-    def __init__(self, dst):
+    def __init__(self, dst: str) -> None:
         super().__init__(f"mount destination {dst}",
                          "leads out of the root through a symlink or '..': refused")
 
 
-def _fail(what):
+def _fail(what: str) -> NoReturn:
     raise error(what)
 
 
 # --- small wrappers -----------------------------------------------------------------------------
 
-def resolve(rootfd, dst):
+def resolve(rootfd: int, dst: str) -> int:
     """O_PATH descriptor of ``dst`` (absolute, inside the view) resolved beneath ``rootfd``."""
     fd = _openat2(rootfd, os.fsencode(dst.lstrip("/") or "."), _HOW, _HOW_SIZE)
     if fd == -1:
@@ -133,24 +157,24 @@ def resolve(rootfd, dst):
     return fd
 
 
-def attach(mfd, dstfd, what):
+def attach(mfd: int, dstfd: int, what: str) -> None:
     if _move_mount(mfd, b"", dstfd, b"", MOVE_EMPTY) == -1:
         _fail(f"move_mount({what})")
 
 
-def set_attr(mfd, attr, flags, what):
+def set_attr(mfd: int, attr: bytes, flags: int, what: str) -> None:
     if _mount_setattr(mfd, b"", flags, attr, _ATTR_SIZE) == -1:
         _fail(f"mount_setattr({what})")
 
 
-def clone(fd, flags, what):
+def clone(fd: int, flags: int, what: str) -> int:
     mfd = _open_tree(fd, b"", flags)
     if mfd == -1:
         _fail(f"open_tree({what})")
     return mfd
 
 
-def new_fs(fstype, options, attrs, what, fds):
+def new_fs(fstype: bytes, options: FsOptions, attrs: int, what: str, fds: list[int]) -> int:
     """A new, detached filesystem mount: fsopen + fsconfig + fsmount.  ``options`` is a list
     of (key, value) bytes; value None sets a flag option.  Both descriptors go to ``fds``."""
     fsfd = _fsopen(fstype, FSOPEN_CLOEXEC)
@@ -174,7 +198,7 @@ def new_fs(fstype, options, attrs, what, fds):
     return mfd
 
 
-def detach_here(fd, what):
+def detach_here(fd: int, what: str) -> bool:
     """Detach the mount whose root ``fd`` is (nothing if it is a plain directory, or a mount
     locked by a user namespace: the new mount then simply covers it)."""
     os.fchdir(fd)
@@ -186,7 +210,7 @@ def detach_here(fd, what):
     return True
 
 
-def _close_all(fds):
+def _close_all(fds: list[int]) -> None:
     """Close descriptors, one close_range per run of consecutive numbers."""
     fds.sort()
     n, i = len(fds), 0
@@ -201,12 +225,19 @@ def _close_all(fds):
 # --- building the view -------------------------------------------------------------------------
 
 class _View:
-    def __init__(self, rootfd, fds):
+    """The view being built: its root (the clone's descriptor), every descriptor opened on the
+    way (closed together at the end), and what the hidden paths share."""
+
+    def __init__(self, rootfd: int, fds: list[int], host_dev: dict[bytes, int]) -> None:
         self.rootfd = rootfd
         self.fds = fds      # every descriptor opened here, closed together at the end
-        self.ours = []      # mount fds of the tmpfs mounts made here: mount points may be created
+        self.ours: list[int] = []  # mount fds of our tmpfs mounts: mount points may be created
+        self.host_dev = host_dev  # O_PATH descriptors of the host's device nodes, by name
+        self.hidden: list[tuple[int, str]] = []  # private hidden directories: ro at the end
+        self.shared: int | None = None  # the read-only empty tmpfs other hidden dirs clone
+        self.null: int | None = None    # the read-only /dev/null every hidden file clones
 
-    def find(self, dst, rel):
+    def find(self, dst: str, rel: bytes) -> int | None:
         """O_PATH fd of an existing destination, or None when it is missing."""
         fd = _openat2(self.rootfd, rel, _HOW, _HOW_SIZE)
         if fd == -1:
@@ -219,7 +250,7 @@ class _View:
         self.fds.append(fd)
         return fd
 
-    def ensure(self, dst, rel, is_dir):
+    def ensure(self, dst: str, rel: bytes, is_dir: bool) -> int:
         """O_PATH fd of ``dst``, creating it (and its parents) when missing, but only inside a
         tmpfs mounted by secrun in this view: the host's files and a given root are never
         written to."""
@@ -239,6 +270,10 @@ class _View:
             raise SetupError(f"mount destination {dst}",
                              "does not exist in the view (mount points are created only "
                              "inside a tmpfs that secrun mounts; create it in the root)")
+        return self._create(dst, parent, parts, depth, is_dir)
+
+    def _create(self, dst: str, parent: int, parts: list[str], depth: int, is_dir: bool) -> int:
+        """Create ``parts[depth:]`` below ``parent`` (a directory of our own tmpfs)."""
         for i, name in enumerate(parts[depth:]):
             last = depth + i == len(parts) - 1
             try:
@@ -257,7 +292,7 @@ class _View:
             parent = fd
         return parent
 
-    def top(self, dst, rel):
+    def top(self, dst: str, rel: bytes) -> int:
         """The destination of /proc, /dev or /tmp: the mount there is detached first (the
         root clone brought the host's), then the directory under it is the place."""
         fd = self.ensure(dst, rel, True)
@@ -265,14 +300,15 @@ class _View:
             fd = self.ensure(dst, rel, True)
         return fd
 
-    def new(self, fstype, options, attrs, what, ours=True):
+    def new(self, fstype: bytes, options: FsOptions, attrs: int, what: str,
+            ours: bool = True) -> int:
         mfd = new_fs(fstype, options, attrs, what, self.fds)
         if ours:
             self.ours.append(mfd)
         return mfd
 
 
-def _staging():
+def _staging() -> tuple[str, int]:
     for path in STAGING:
         try:
             return path, os.open(path, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -281,7 +317,7 @@ def _staging():
     raise SetupError("staging directory", f"none of {', '.join(STAGING)} is a directory")
 
 
-def prepare(plan):
+def prepare(plan: FilesystemPlan, state: dict) -> None:
     """The supervisor's ``prepare`` stage, before fork: pin the working directory.
 
     ``.`` is opened once (``O_PATH``): the descriptor keeps the directory's inode alive, so its
@@ -292,16 +328,62 @@ def prepare(plan):
     checked against them.  (A descriptor of the host's mount namespace cannot itself be cloned
     from the new one, ``open_tree`` refuses it, and must never become the working directory
     inside the view: that would put the workload outside the view's mount tree.)
-    Returns the state the other stages read."""
+    Fills ``state``, which the other stages read."""
     fd = os.open(".", O_PATH | os.O_DIRECTORY)
     st = os.fstat(fd)
-    state = {"cwd_fd": fd, "cwd_id": (st.st_dev, st.st_ino)}
+    state["cwd_fd"] = fd
+    state["cwd_id"] = (st.st_dev, st.st_ino)
     if plan["cgroup"] is not None:
         state["cgroup"] = cgroup_state()
-    return state
 
 
-def build_view(ctx, plan, state):
+def _open_source(op: BindOp | CwdOp, cwd_id: tuple[int, int]) -> int:
+    """The clone of a bind's source (a host path) or of the working directory."""
+    if op["kind"] == "bind":
+        mfd = _open_tree(AT_FDCWD, op["src_b"], CLONE_PATH_REC)
+        if mfd == -1:
+            _fail(f"open_tree({op['src']})")
+        return mfd
+    # the process's own working directory: not a path lookup, nothing to swap
+    mfd = _open_tree(AT_FDCWD, b".", CLONE_PATH_REC)
+    if mfd == -1:
+        _fail(f"open_tree(the working directory {op['dst']})")
+    st = os.fstat(mfd)
+    if (st.st_dev, st.st_ino) != cwd_id:
+        os.close(mfd)
+        raise SetupError(f"working directory {op['dst']}",
+                         "is not the directory secrun was started in: refused")
+    return mfd
+
+
+def _open_sources(ops: list[Op], cwd_id: tuple[int, int], fds: list[int]) -> dict[int, Source]:
+    """{index of the op: source} for every bind and the working directory, opened before
+    anything is covered."""
+    sources = {}
+    for i, op in enumerate(ops):
+        if op["kind"] != "bind" and op["kind"] != "cwd":
+            continue
+        mfd = _open_source(op, cwd_id)
+        fds.append(mfd)
+        # the clone's root is the source and it carries the source mount's flags
+        sources[i] = (mfd, S_ISDIR(os.fstat(mfd).st_mode),
+                      bool(os.fstatvfs(mfd).f_flag & ST_RDONLY))
+    return sources
+
+
+def _open_host_dev(names: tuple[bytes, ...], fds: list[int]) -> dict[bytes, int]:
+    host_dev = {}
+    for name in names:
+        try:
+            fd = os.open(b"/dev/" + name, O_PATH)
+        except OSError as e:
+            raise error(f"/dev/{name.decode()}", e.errno) from None
+        fds.append(fd)
+        host_dev[name] = fd
+    return host_dev
+
+
+def build_view(ctx: RunContext, plan: FilesystemPlan, state: dict) -> None:
     """The ``mounts`` stage: build the view described by ``plan`` and pivot_root into it."""
     if _mount(None, b"/", None, MS_REC_PRIVATE, None) == -1:
         _fail("mount(/, MS_REC|MS_PRIVATE)")
@@ -315,37 +397,8 @@ def build_view(ctx, plan, state):
         if rootm == -1:
             _fail(f"open_tree({root or '/'})")
         fds.append(rootm)
-        sources = {}
-        for i, op in enumerate(ops):
-            kind = op[0]
-            if kind == "bind":
-                mfd = _open_tree(AT_FDCWD, op[2], CLONE_PATH_REC)
-                if mfd == -1:
-                    _fail(f"open_tree({op[1]})")
-            elif kind == "cwd":
-                # the process's own working directory: not a path lookup, nothing to swap
-                mfd = _open_tree(AT_FDCWD, b".", CLONE_PATH_REC)
-                if mfd == -1:
-                    _fail(f"open_tree(the working directory {op[1]})")
-                st = os.fstat(mfd)
-                if (st.st_dev, st.st_ino) != state["cwd_id"]:
-                    os.close(mfd)
-                    raise SetupError(f"working directory {op[1]}",
-                                     "is not the directory secrun was started in: refused")
-            else:
-                continue
-            fds.append(mfd)
-            # the clone's root is the source and it carries the source mount's flags
-            sources[i] = (mfd, S_ISDIR(os.fstat(mfd).st_mode),
-                          bool(os.fstatvfs(mfd).f_flag & ST_RDONLY))
-        host_dev = {}
-        for name in plan["host_dev"]:
-            try:
-                fd = os.open(b"/dev/" + name, O_PATH)
-            except OSError as e:
-                raise error(f"/dev/{name.decode()}", e.errno) from None
-            fds.append(fd)
-            host_dev[name] = fd
+        sources = _open_sources(ops, state["cwd_id"], fds)
+        host_dev = _open_host_dev(plan["host_dev"], fds)
         # 3. the root's flags, recursively, before it is attached
         if plan["root_set"]:
             set_attr(rootm, mount_attr(plan["root_set"], 0), AT_EMPTY_PATH | AT_RECURSIVE,
@@ -354,16 +407,7 @@ def build_view(ctx, plan, state):
         staging, sfd = _staging()
         fds.append(sfd)
         attach(rootm, sfd, f"root on {staging}")
-        try:
-            _build(ctx, _View(rootm, fds), ops, sources, host_dev)
-            # 5. enter the view; detach the old root
-            os.fchdir(rootm)
-            if _pivot_root(b".", b".") == -1:
-                _fail("pivot_root")
-        except BaseException:
-            os.fchdir(home)
-            _umount2(os.fsencode(staging), MNT_DETACH)
-            raise
+        _build_and_enter(ctx, _View(rootm, fds, host_dev), ops, sources, home, staging)
         if _umount2(b".", MNT_DETACH) == -1:
             _fail("umount2(old root, MNT_DETACH)")
         os.chdir("/")
@@ -372,14 +416,30 @@ def build_view(ctx, plan, state):
         _close_all(fds)
 
 
-def _enter_cwd(ctx, plan, cwd_id):
+def _build_and_enter(ctx: RunContext, view: _View, ops: list[Op], sources: dict[int, Source],
+                     home: int, staging: str) -> None:
+    """Build the view on the staging directory, then ``pivot_root`` into it (5.); on a
+    failure, the staging mount is detached again."""
+    try:
+        _build(ctx, view, ops, sources)
+        # 5. enter the view; detach the old root
+        os.fchdir(view.rootfd)
+        if _pivot_root(b".", b".") == -1:
+            _fail("pivot_root")
+    except BaseException:
+        os.fchdir(home)
+        _umount2(os.fsencode(staging), MNT_DETACH)
+        raise
+
+
+def _enter_cwd(ctx: RunContext, plan: FilesystemPlan, cwd_id: tuple[int, int]) -> None:
     """Inside the view: make the working directory secrun's own, if the view shows it.
 
     Looked up by its path in the view without following any symlink, and entered only if it
     is the very directory secrun was started in (device and inode); the descriptor entered is
     one of the view's.  Otherwise the workload stays in /: a launch whose working directory
     was bound read-write fails instead (it was swapped while secrun started)."""
-    mode, rel, _warning = plan["cwd"]
+    mode, rel = plan["cwd"]["mode"], plan["cwd"]["rel"]
     if mode == "hidden":
         return  # covered: said once, in prepare
     fd = _openat2(AT_FDCWD, rel or b".", _HOW_DIR, _HOW_SIZE)
@@ -404,94 +464,124 @@ def _enter_cwd(ctx, plan, cwd_id):
                  f"workload starts in /")
 
 
-def _build(ctx, view, ops, sources, host_dev):
-    hidden = []         # private hidden directories: made read-only at the end
-    shared = None       # the read-only empty tmpfs every other hidden directory is a clone of
-    null = None         # the read-only /dev/null every hidden file is a clone of
-    fds = view.fds
+def _build(ctx: RunContext, view: _View, ops: list[Op], sources: dict[int, Source]) -> None:
     for i, op in enumerate(ops):
-        kind = op[0]
-        if kind == "hide":
-            _, dst, rel, private = op
-            fd = view.find(dst, rel)
-            if fd is None:
-                continue
-            if S_ISDIR(os.fstat(fd).st_mode):
-                if private:
-                    # writable while the view is built (binds go inside), read-only at the end
-                    mfd = view.new(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, dst)
-                    hidden.append((mfd, dst))
-                elif shared is None:
-                    mfd = shared = view.new(b"tmpfs", _DEV_FS,
-                                            RDONLY | NOSUID | NODEV | NOEXEC, dst, ours=False)
-                else:
-                    mfd = clone(shared, CLONE_FD, f"empty tmpfs for {dst}")
-                    fds.append(mfd)
-            elif null is None:
-                mfd = null = clone(host_dev[b"null"], CLONE_FD, f"/dev/null for {dst}")
-                fds.append(mfd)
-                set_attr(mfd, mount_attr(RDONLY | NOSUID | NOEXEC, 0), AT_EMPTY_PATH, dst)
-            else:
-                mfd = clone(null, CLONE_FD, f"/dev/null for {dst}")
-                fds.append(mfd)
-            attach(mfd, fd, dst)
-        elif kind == "ro":
-            _, dst, rel = op
-            fd = view.find(dst, rel)
-            if fd is None:
-                continue
-            mfd = clone(fd, CLONE_FD_REC, dst)
-            fds.append(mfd)
-            set_attr(mfd, _A_RDONLY, AT_EMPTY_PATH | AT_RECURSIVE, dst)
-            attach(mfd, fd, dst)
-        elif kind == "tmpfs":
-            _, dst, rel, attrs, options, top = op
-            if top:
-                fd = view.top(dst, rel)
-                mfd = view.new(b"tmpfs", options, attrs, dst)
-            else:
-                mfd = view.new(b"tmpfs", options, attrs, dst)
-                fd = view.ensure(dst, rel, True)
-            attach(mfd, fd, dst)
-        elif kind == "bind" or kind == "cwd":
-            mfd, is_dir, host_ro = sources[i]
-            if kind == "bind":
-                _, src, _, dst, rel, set_, clr = op
-                dstfd = view.ensure(dst, rel, is_dir)
-            else:
-                # the working directory, read-write: at its path in the view with no symlink
-                # on the way (never redirected elsewhere in the view)
-                _, src, rel = op
-                dst, set_, clr = src, NOSUID | NODEV, RDONLY
-                dstfd = _openat2(view.rootfd, rel, _HOW_DIR, _HOW_SIZE)
-                if dstfd == -1:
-                    err = get_errno()
-                    raise SetupError(f"working directory {src}",
-                                     f"cannot be bound at its path in the view "
-                                     f"({errno.errorcode.get(err, err)}: a symlink on the way, "
-                                     f"changed while secrun started?): refused", err)
-                fds.append(dstfd)
-            if host_ro:
-                # "rw" never makes writable what the host itself mounts read-only
-                clr &= ~RDONLY
-            if set_ or clr:
-                set_attr(mfd, mount_attr(set_, clr), AT_EMPTY_PATH | AT_RECURSIVE, dst)
-            attach(mfd, dstfd, f"{src} on {dst}")
-        elif kind == "proc":
-            fd = view.top("/proc", b"proc")
-            attach(view.new(b"proc", (), NOSUID | NODEV | NOEXEC, "/proc", ours=False), fd,
-                   "/proc")
-        elif kind == "dev":
-            _dev(view, host_dev)
-        elif kind == "sys":
-            _sys(ctx, view)
+        if op["kind"] == "hide":
+            _hide(view, op)
+        elif op["kind"] == "ro":
+            _read_only(view, op)
+        elif op["kind"] == "tmpfs":
+            _tmpfs(view, op)
+        elif op["kind"] == "bind":
+            _bind(view, op, sources[i])
+        elif op["kind"] == "cwd":
+            _bind_cwd(view, op, sources[i])
         else:
-            raise SetupError("filesystem plan", f"unknown operation {kind!r} (stale plan?)")
-    for mfd, dst in hidden:
+            _kernel_fs(ctx, view, op["kind"])
+    for mfd, dst in view.hidden:
         set_attr(mfd, _A_RDONLY, AT_EMPTY_PATH, dst)
 
 
-def _dev(view, host_dev):
+def _hide(view: _View, op: HideOp) -> None:
+    dst = op["dst"]
+    fd = view.find(dst, op["rel"])
+    if fd is None:
+        return
+    if S_ISDIR(os.fstat(fd).st_mode):
+        mfd = _empty_dir(view, dst, op["private"])
+    elif view.null is None:
+        mfd = view.null = clone(view.host_dev[b"null"], CLONE_FD, f"/dev/null for {dst}")
+        view.fds.append(mfd)
+        set_attr(mfd, mount_attr(RDONLY | NOSUID | NOEXEC, 0), AT_EMPTY_PATH, dst)
+    else:
+        mfd = clone(view.null, CLONE_FD, f"/dev/null for {dst}")
+        view.fds.append(mfd)
+    attach(mfd, fd, dst)
+
+
+def _empty_dir(view: _View, dst: str, private: bool) -> int:
+    """The empty tmpfs that hides directory ``dst``."""
+    if private:
+        # writable while the view is built (binds go inside), read-only at the end
+        mfd = view.new(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, dst)
+        view.hidden.append((mfd, dst))
+    elif view.shared is None:
+        mfd = view.shared = view.new(b"tmpfs", _DEV_FS, RDONLY | NOSUID | NODEV | NOEXEC, dst,
+                                     ours=False)
+    else:
+        mfd = clone(view.shared, CLONE_FD, f"empty tmpfs for {dst}")
+        view.fds.append(mfd)
+    return mfd
+
+
+def _read_only(view: _View, op: RoOp) -> None:
+    dst = op["dst"]
+    fd = view.find(dst, op["rel"])
+    if fd is None:
+        return
+    mfd = clone(fd, CLONE_FD_REC, dst)
+    view.fds.append(mfd)
+    set_attr(mfd, _A_RDONLY, AT_EMPTY_PATH | AT_RECURSIVE, dst)
+    attach(mfd, fd, dst)
+
+
+def _tmpfs(view: _View, op: TmpfsOp) -> None:
+    dst, rel = op["dst"], op["rel"]
+    if op["top"]:
+        fd = view.top(dst, rel)
+        mfd = view.new(b"tmpfs", op["options"], op["attrs"], dst)
+    else:
+        mfd = view.new(b"tmpfs", op["options"], op["attrs"], dst)
+        fd = view.ensure(dst, rel, True)
+    attach(mfd, fd, dst)
+
+
+def _bind(view: _View, op: BindOp, source: Source) -> None:
+    _mfd, is_dir, _host_ro = source
+    dstfd = view.ensure(op["dst"], op["rel"], is_dir)
+    _attach_source(source, dstfd, op["src"], op["dst"], op["set"], op["clr"])
+
+
+def _bind_cwd(view: _View, op: CwdOp, source: Source) -> None:
+    """The working directory, read-write: at its path in the view with no symlink on the way
+    (never redirected elsewhere in the view)."""
+    path = op["dst"]
+    dstfd = _openat2(view.rootfd, op["rel"], _HOW_DIR, _HOW_SIZE)
+    if dstfd == -1:
+        err = get_errno()
+        raise SetupError(f"working directory {path}",
+                         f"cannot be bound at its path in the view "
+                         f"({errno.errorcode.get(err, err)}: a symlink on the way, "
+                         f"changed while secrun started?): refused", err)
+    view.fds.append(dstfd)
+    _attach_source(source, dstfd, path, path, NOSUID | NODEV, RDONLY)
+
+
+def _attach_source(source: Source, dstfd: int, src: str, dst: str, set_: int,
+                   clr: int) -> None:
+    mfd, _is_dir, host_ro = source
+    if host_ro:
+        # "rw" never makes writable what the host itself mounts read-only
+        clr &= ~RDONLY
+    if set_ or clr:
+        set_attr(mfd, mount_attr(set_, clr), AT_EMPTY_PATH | AT_RECURSIVE, dst)
+    attach(mfd, dstfd, f"{src} on {dst}")
+
+
+def _kernel_fs(ctx: RunContext, view: _View, kind: str) -> None:
+    if kind == "proc":
+        fd = view.top("/proc", b"proc")
+        attach(view.new(b"proc", (), NOSUID | NODEV | NOEXEC, "/proc", ours=False), fd,
+               "/proc")
+    elif kind == "dev":
+        _dev(view)
+    elif kind == "sys":
+        _sys(ctx, view)
+    else:
+        raise SetupError("filesystem plan", f"unknown operation {kind!r} (stale plan?)")
+
+
+def _dev(view: _View) -> None:
     """A minimal /dev: a small tmpfs, device nodes bind-mounted from the host (so this works in
     a user namespace, where mknod cannot), a private devpts instance and /dev/shm.  The tmpfs
     is new and empty, so its entries are made relative to its own descriptor."""
@@ -500,7 +590,7 @@ def _dev(view, host_dev):
     dev = view.new(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, "/dev")
     attach(dev, fd, "/dev")
     for name in DEV_NODES:
-        mfd = clone(host_dev[name], CLONE_FD, f"/dev/{name.decode()}")
+        mfd = clone(view.host_dev[name], CLONE_FD, f"/dev/{name.decode()}")
         fds.append(mfd)
         try:
             point = os.open(name, _CREATE, 0o644, dir_fd=dev)
@@ -518,7 +608,7 @@ def _dev(view, host_dev):
     attach(shm, _subdir(dev, "shm", fds), "/dev/shm")
 
 
-def _sys(ctx, view):
+def _sys(ctx: RunContext, view: _View) -> None:
     """A fresh sysfs on /sys, read-only: it shows the network namespace of the process that
     mounts it (this one, in the sandbox's), so /sys/class/net lists the sandbox's interfaces,
     and none of the host's submounts (cgroup trees, debugfs, tracefs, securityfs...) come
@@ -536,7 +626,7 @@ def _sys(ctx, view):
 
 # --- /sys/fs/cgroup (stage hostname, after the cgroup namespace is made) ----------------------
 
-def cgroup_paths():
+def cgroup_paths() -> dict[str, str]:
     """{controllers key: path} from /proc/self/cgroup (the key as in ``plan["cgroup"]``)."""
     own = {}
     fd = os.open(b"/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)
@@ -550,7 +640,7 @@ def cgroup_paths():
     return own
 
 
-def cgroup_state():
+def cgroup_state() -> dict | None:
     """Supervisor, in ``prepare``: secrun's own cgroup namespace and cgroups.  The child's
     groups (read in ``hostname`` before the cgroup namespace is made, once the supervisor has
     attached it) are compared with these: a hierarchy in which the child is still in secrun's
@@ -561,7 +651,7 @@ def cgroup_state():
         return None  # nothing to compare with: nothing is shown
 
 
-def mount_cgroups(ctx, layout, cg):
+def mount_cgroups(ctx: RunContext, layout: CgroupLayout, cg: dict) -> None:
     """Child, stage ``rlimits``, inside the view and the cgroup namespace made in ``hostname``:
     on the fresh sysfs's /sys/fs/cgroup, the host's hierarchies mounted again from inside the
     sandbox's cgroup namespace, read-only, each showing only the sandbox's own group (the
@@ -576,10 +666,10 @@ def mount_cgroups(ctx, layout, cg):
         return
     theirs = cg["secrun"]
     wanted = [m for m in layout["mounts"]
-              if mine.get(m[3]) is not None and mine[m[3]] != theirs.get(m[3])]
+              if mine.get(m["key"]) is not None and mine[m["key"]] != theirs.get(m["key"])]
     if not wanted:
         return
-    fds: list = []
+    fds: list[int] = []
     try:
         rootfd = os.open("/", O_PATH | os.O_DIRECTORY)  # the view's root (cwd is the workload's)
         fds.append(rootfd)
@@ -592,15 +682,7 @@ def mount_cgroups(ctx, layout, cg):
             tmp = new_fs(b"tmpfs", _DEV_FS, NOSUID | NODEV | NOEXEC, "/sys/fs/cgroup", fds)
             attach(tmp, top, "/sys/fs/cgroup")
         try:
-            for name, fstype, options, _key, _point in wanted:
-                what = f"/sys/fs/cgroup/{name.decode()}"
-                try:
-                    mfd = new_fs(fstype, options, _KERNEL_FS, what, fds)
-                    attach(mfd, top if tmp is None else _subdir(tmp, name, fds,
-                                                                "/sys/fs/cgroup"), what)
-                except OSError as e:
-                    # showing less is never a risk: the launch goes on without this one
-                    ctx.log(f"filesystem: {what} not shown: {describe_oserror(e)}")
+            _mount_hierarchies(ctx, wanted, top, tmp, fds)
             if tmp is not None:
                 for name, target in layout["links"]:
                     os.symlink(target, name, dir_fd=tmp)
@@ -611,7 +693,21 @@ def mount_cgroups(ctx, layout, cg):
         _close_all(fds)
 
 
-def _subdir(dirfd, name, fds, top="/dev"):
+def _mount_hierarchies(ctx: RunContext, wanted: list[CgroupMount], top: int, tmp: int | None,
+                       fds: list[int]) -> None:
+    for m in wanted:
+        name = m["name"]
+        what = f"/sys/fs/cgroup/{name.decode()}"
+        try:
+            mfd = new_fs(m["fstype"], m["options"], _KERNEL_FS, what, fds)
+            attach(mfd, top if tmp is None else _subdir(tmp, name, fds, "/sys/fs/cgroup"),
+                   what)
+        except OSError as e:
+            # showing less is never a risk: the launch goes on without this one
+            ctx.log(f"filesystem: {what} not shown: {describe_oserror(e)}")
+
+
+def _subdir(dirfd: int, name: str | bytes, fds: list[int], top: str = "/dev") -> int:
     try:
         os.mkdir(name, 0o755, dir_fd=dirfd)
         fd = os.open(name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
