@@ -96,3 +96,76 @@ def write_file(d, name, text, mode=0o644):
         f.write(textwrap.dedent(text))
     os.chmod(path, mode)
     return path
+
+
+# The filesystem probe (tests/host/test_filesystem.py, test_fs_escapes.py): run with
+# `python3 -c FS_PROBE '[[op, path, arg], ...]'`, it prints one JSON list, a result per op (an
+# errno name where the op failed).
+FS_PROBE = r'''
+import errno, json, os, sys
+
+def run(op, path, arg):
+    try:
+        if op == "write":
+            with open(path, "w") as f:
+                f.write(arg or "x")
+            return "ok"
+        if op == "read":
+            with open(path) as f:
+                return f.read(4096)
+        if op == "list":
+            return sorted(os.listdir(path))
+        if op == "ro":
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        if op == "exists":
+            return os.path.lexists(path)
+        if op == "mkdir":
+            os.mkdir(path)
+            return "ok"
+        if op == "exec":
+            import subprocess
+            return subprocess.run([path]).returncode  # an exec failure raises OSError here
+        if op == "mode":
+            return oct(os.stat(path).st_mode & 0o7777)
+        if op == "cwd":
+            return os.getcwd()
+        if op == "mountinfo":
+            rows = []
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    a, b = line.split(" - ")
+                    a, b = a.split(), b.split()
+                    rows.append({"root": a[3], "point": a[4], "opts": a[5].split(","),
+                                 "fstype": b[0], "source": b[1]})
+            return rows
+        if op == "fstype":  # the mount a lookup of path ends on: [point, fstype, ro|rw]
+            best = None
+            with open("/proc/self/mountinfo") as f:
+                for line in f:
+                    a, b = line.split(" - ")
+                    point = a.split()[4]
+                    if path == point or path.startswith(point.rstrip("/") + "/"):
+                        if best is None or len(point) >= len(best[0]):
+                            best = (point, b.split()[0], a.split()[5].split(",")[0])
+            return list(best)
+        if op == "walk":
+            return sorted(os.path.join(d, n) for d, dirs, _ in os.walk(path) for n in dirs)
+        if op == "pids":
+            return sorted(int(p) for p in os.listdir(path) if p.isdigit())
+        if op == "ptmx":
+            fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+            import fcntl, struct
+            TIOCGPTN = 0x80045430  # the pty number of a ptmx master
+            return struct.unpack("I", fcntl.ioctl(fd, TIOCGPTN, b"\0\0\0\0"))[0]
+        if op == "connect":
+            import socket
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            return "connected"
+        raise SystemExit(f"unknown op {op}")
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+ops = json.loads(sys.argv[1])
+print(json.dumps([run(*(op + [None] * (3 - len(op)))) for op in ops]))
+'''

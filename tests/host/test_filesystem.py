@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from support import REPO, SECRUN, needs_root, run_secrun, write_file
+from support import FS_PROBE, REPO, SECRUN, needs_root, run_secrun, write_file
 
 # Workloads run under Debian's python3: the venv's interpreter lives under /root, which
 # `nobody` cannot reach, and which strict hides.
@@ -22,60 +22,6 @@ NS = "[namespaces]\nmount = true\npid = true\n"
 USERS = [pytest.param(None, id="root", marks=needs_root), pytest.param("nobody", id="nobody")]
 MINIMAL_DEV = ["fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
                "stdout", "tty", "urandom", "zero"]
-
-# The probe: runs a list of [op, path, arg] and prints one JSON result per op.
-PROBE = r'''
-import errno, json, os, sys
-
-def run(op, path, arg):
-    try:
-        if op == "write":
-            with open(path, "w") as f:
-                f.write(arg or "x")
-            return "ok"
-        if op == "read":
-            with open(path) as f:
-                return f.read(4096)
-        if op == "list":
-            return sorted(os.listdir(path))
-        if op == "ro":
-            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-        if op == "exists":
-            return os.path.lexists(path)
-        if op == "mkdir":
-            os.mkdir(path)
-            return "ok"
-        if op == "exec":
-            import subprocess
-            return subprocess.run([path]).returncode  # an exec failure raises OSError here
-        if op == "mode":
-            return oct(os.stat(path).st_mode & 0o7777)
-        if op == "cwd":
-            return os.getcwd()
-        if op == "mountinfo":
-            rows = []
-            with open("/proc/self/mountinfo") as f:
-                for line in f:
-                    a, b = line.split(" - ")
-                    a, b = a.split(), b.split()
-                    rows.append({"root": a[3], "point": a[4], "opts": a[5].split(","),
-                                 "fstype": b[0], "source": b[1]})
-            return rows
-        if op == "pids":
-            return sorted(int(p) for p in os.listdir(path) if p.isdigit())
-        if op == "ptmx":
-            fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-            import fcntl, struct
-            TIOCGPTN = 0x80045430  # the pty number of a ptmx master
-            return struct.unpack("I", fcntl.ioctl(fd, TIOCGPTN, b"\0\0\0\0"))[0]
-        raise SystemExit(f"unknown op {op}")
-    except OSError as e:
-        return errno.errorcode.get(e.errno, str(e.errno))
-
-ops = json.loads(sys.argv[1])
-print(json.dumps([run(*(op + [None] * (3 - len(op)))) for op in ops]))
-'''
-
 
 @pytest.fixture
 def wdir():
@@ -110,7 +56,7 @@ def profile(d, body, name="p", ns=NS):
 
 def probe(d, prof, *ops, user=None, cwd="/", args=()):
     """Run the probe under ``prof``; returns (results, Result)."""
-    r = run_secrun(*args, "--profile", prof, "--", PY, "-c", PROBE,
+    r = run_secrun(*args, "--profile", prof, "--", PY, "-c", FS_PROBE,
                    json.dumps([list(o) for o in ops]), user=user, cwd=cwd)
     assert r.rc == 0, r
     return json.loads(r.out.strip().splitlines()[-1]), r
@@ -153,7 +99,7 @@ def test_read_only_reaches_a_submount_made_just_before(wdir):
            'mount -t tmpfs t "$1" && touch "$1/before" && exec "$2" --profile "$3" -- '
            '"$4" -c "$5" "$6"', "sh", sub, os.path.join(os.path.dirname(sys.executable),
                                                        "secrun"),
-           prof, PY, PROBE, ops]
+           prof, PY, FS_PROBE, ops]
     cp = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert cp.returncode == 0, cp
     assert json.loads(cp.stdout.strip().splitlines()[-1]) == ["EROFS", True]
@@ -602,7 +548,7 @@ def test_nothing_left_mounted_after_100_runs(wdir):
 def test_default_profile_root_read_only_but_working_directory(wdir):
     proj = os.path.join(wdir, "proj")
     os.mkdir(proj)
-    r = run_secrun("--profile", "default", "--", PY, "-c", PROBE, json.dumps(
+    r = run_secrun("--profile", "default", "--", PY, "-c", FS_PROBE, json.dumps(
         [["write", "out"], ["write", "/etc/secrun-fs-test"], ["list", "/tmp"],
          ["list", "/dev"]]), cwd=proj)
     assert r.rc == 0, r
@@ -622,7 +568,7 @@ def test_strict_profile_masks(wdir):
     ops += [["ro", p] for p in fs["read_only_paths"] if os.path.exists(p)]
     ops += [["list", "/tmp"], ["list", "/dev"], ["list", "/run"], ["write", "/etc/secrun-fs-test"],
             ["exists", "/proc/kcore"], ["mountinfo", ""]]
-    r = run_secrun("--profile", "strict", "--", PY, "-c", PROBE,
+    r = run_secrun("--profile", "strict", "--", PY, "-c", FS_PROBE,
                    json.dumps(ops), cwd="/")
     assert r.rc == 0, r
     res = json.loads(r.out.splitlines()[-1])

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from support import SECRUN, needs_root, run_secrun, write_file
+from support import FS_PROBE, SECRUN, needs_root, run_secrun, write_file
 
 # Workloads run under Debian's python3: the venv's interpreter lives under /root, which
 # `nobody` cannot reach and strict hides.
@@ -29,55 +29,9 @@ USERS = [pytest.param(None, id="root", marks=needs_root), pytest.param("nobody",
 BUNDLED = ["strict", "default"]
 SECRET = "secrun-escape-secret"
 
-# The probe: runs a list of [op, path, arg] and prints one JSON result per op.
-PROBE = r'''
-import errno, json, os, socket, sys
-
-def run(op, path, arg):
-    try:
-        if op == "write":
-            with open(path, "w") as f:
-                f.write(arg or "x")
-            return "ok"
-        if op == "read":
-            with open(path) as f:
-                return f.read(4096)
-        if op == "list":
-            return sorted(os.listdir(path))
-        if op == "ro":
-            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-        if op == "cwd":
-            return os.getcwd()
-        if op == "pids":
-            return sorted(int(p) for p in os.listdir(path) if p.isdigit())
-        if op == "connect":
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(path)
-            return "connected"
-        if op == "walk":
-            return sorted(os.path.join(d, n) for d, dirs, _ in os.walk(path) for n in dirs)
-        if op == "fstype":
-            best = None
-            with open("/proc/self/mountinfo") as f:
-                for line in f:
-                    a, b = line.split(" - ")
-                    point = a.split()[4]
-                    if path == point or path.startswith(point.rstrip("/") + "/"):
-                        if best is None or len(point) >= len(best[0]):
-                            best = (point, b.split()[0], a.split()[5].split(",")[0])
-            return list(best)
-        raise SystemExit(f"unknown op {op}")
-    except OSError as e:
-        return errno.errorcode.get(e.errno, str(e.errno))
-
-ops = json.loads(sys.argv[1])
-print(json.dumps([run(*(op + [None] * (3 - len(op)))) for op in ops]))
-'''
-
-
 def probe(prof, *ops, user=None, cwd="/", rc=0):
     """Run the probe under ``prof`` from ``cwd``; returns (results, Result)."""
-    r = run_secrun("--profile", prof, "--", PY, "-c", PROBE, json.dumps([list(o) for o in ops]),
+    r = run_secrun("--profile", prof, "--", PY, "-c", FS_PROBE, json.dumps([list(o) for o in ops]),
                    user=user, cwd=cwd)
     assert r.rc == rc, r
     return json.loads(r.out.strip().splitlines()[-1]), r
