@@ -1,7 +1,9 @@
 """The ``namespaces`` plugin on the real kernel: every assertion is made from inside a sandbox
 launched by the real ``secrun`` (as root, and as ``nobody`` through ``setpriv``)."""
 
+import ast
 import errno
+import importlib.util
 import os
 import shutil
 import signal
@@ -514,19 +516,68 @@ def test_unshare_error_names_the_flag():
 
 # --- launch cost: a cached launch runs the stages without importing any planning code ------------
 
-PLANNING_MODULES = ("secrun.plugins._namespaces_plan", "secrun.plugins._caps_plan",
-                    "secrun.plugins._identity_plan", "secrun.plugins._process_plan",
-                    "secrun.plugins._apparmor_plan", "secrun.plugins._selinux_plan",
-                    "secrun.plugins._seccomp_plan", "secrun.plugins._seccomp_compile",
-                    "resource")
+PLUGINS = ("apparmor", "capabilities", "cgroups", "filesystem", "identity", "namespaces",
+           "process", "seccomp", "selinux")
+# Every built-in plugin's planning-only modules (docs/plugins.md: a package per plugin, whose
+# plan and audit modules only planning, `secrun audit` and `secrun profiles` import), seccomp's
+# filter compiler, and the `resource` extension, which no launch needs.
+PLANNING_MODULES = (*(f"secrun.plugins.{p}.{m}" for p in PLUGINS for m in ("plan", "audit")),
+                    "secrun.plugins.seccomp.bpf", "secrun.plugins.seccomp.oci", "resource")
+
+
+class _NoTypeChecking(ast.NodeTransformer):
+    """Drops ``if TYPE_CHECKING:`` blocks: their imports never run."""
+
+    def visit_If(self, node):
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return node.orelse or None
+        return self.generic_visit(node)
+
+
+def _imported_by(name):
+    """The modules the source of module ``name`` imports when it runs (absolute names)."""
+    spec = importlib.util.find_spec(name)
+    with open(spec.origin) as f:
+        tree = _NoTypeChecking().visit(ast.parse(f.read()))
+    package = name if spec.submodule_search_locations is not None else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""),
+                                               package) if node.level else node.module
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def launch_path_modules(loaded):
+    """Which of the ``secrun.plugins.`` modules ``loaded`` a cached launch may import: the
+    packages (their ``__init__`` is documentation only), the ``stages`` modules (the dispatch
+    table names them) and what those import when they run, transitively."""
+    allowed = {m for m in loaded
+               if importlib.util.find_spec(m).submodule_search_locations is not None}
+    todo = [m for m in loaded if m.rpartition(".")[2] == "stages"]
+    seen = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        allowed.add(name)
+        todo += [m for m in _imported_by(name) if m in loaded]
+    return allowed
 
 
 @needs_root
 def test_cached_launch_imports_no_planning_module(wdir):
-    """strict (namespaces, capabilities, identity, process, apparmor, seccomp) plus a
-    best-effort [selinux]: every one of these plugins runs its stages on a cached launch, and
-    the schemas, compilers, audits and the `resource` extension stay unloaded.  The workload
-    proves the stages ran: no capabilities, uid 65534, the new hostname, the rlimit."""
+    """strict (namespaces, filesystem, cgroups, capabilities, identity, process, apparmor,
+    seccomp) plus a best-effort [selinux]: every one of these plugins runs its stages on a
+    cached launch, and only their packages, their ``stages`` modules and what those import are
+    loaded: the schemas, compilers, audits and the `resource` extension stay unloaded.  The
+    workload proves the stages ran: no capabilities, uid 65534, the new hostname, the
+    rlimit."""
     prof = write(wdir, "all.toml", 'extends = ["strict"]\n'
                  '[selinux]\ntype = "secrun_sandbox_t"\nrequired = false\n')
     probe = ["/bin/sh", "-c", "grep -E '^(CapEff|Uid|Seccomp):' /proc/self/status; hostname; "
@@ -544,6 +595,9 @@ def test_cached_launch_imports_no_planning_module(wdir):
     cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     lines = cp.stdout.splitlines()
     assert lines[-1].split(" plugins ")[0] == "rc 0 loaded", cp
+    loaded = set(lines[-1].split(" plugins ")[1].split())
+    # the rule itself, for every module of every plugin (one added later included)
+    assert sorted(loaded - launch_path_modules(loaded)) == [], cp
     for mod in ("namespaces", "capabilities", "identity", "process", "apparmor", "selinux",
                 "seccomp"):
         assert f"secrun.plugins.{mod}" in lines[-1].split(), cp
