@@ -162,7 +162,7 @@ def plugins_cmd(as_json: bool) -> None:
 
 # --- audit ---------------------------------------------------------------------------------
 
-from .audit import audit  # noqa: E402
+from .audit.command import audit  # noqa: E402
 
 cli.add_command(audit)
 
