@@ -24,8 +24,9 @@ What it applies, and why each part:
   workload that calls ``setsid()`` starts a new autogroup at nice 0 (its nice value stays):
   only a cgroup CPU weight (the ``cgroups`` plugin) bounds that.  With a pid or time namespace
   (the ``default`` and ``strict`` profiles make a pid one), the process that execs the workload
-  is forked after every stage and starts a session of its own at exec: its autogroup cannot
-  be set, which the plugin notes (``secrun profiles check``) and its audit says.
+  was forked for the namespace and is not the leader of the session the stages ran in, so it
+  starts a session of its own at exec: its autogroup cannot be set, which the plugin notes
+  (``secrun profiles check``) and its audit says.
 
 This package's ``__init__`` holds no code and imports nothing: a launch imports
 ``secrun_example.stages`` (and so this file) and nothing else of the plugin.

@@ -84,9 +84,10 @@ def _check(cfg: dict) -> None:
 
 def _autogroup_lost(ctx: PlanContext) -> str:
     """Why the workload's autogroup cannot be set, or "".  The supervisor sets it in the
-    ``attach`` stage on the process that will exec; with a pid or time namespace that process
-    forks the workload, which makes a session (and so an autogroup, at nice 0) of its own at
-    exec, after every stage."""
+    ``attach`` stage on the process that will exec, whose session the stages ran in.  With a
+    pid or time namespace the core forked that process (the hand-over, and with a pid namespace
+    the init's fork of the workload): it leads no session, so its ``setsid`` at exec makes a
+    new one, with a new autogroup at nice 0."""
     forks = [ns for ns in ctx.fact("namespaces.made") or () if ns in FORKING]
     if not forks:
         return ""
