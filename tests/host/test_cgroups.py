@@ -299,8 +299,9 @@ def case_tracking_only_group_kills_leftovers(write_profile):
 
 
 def case_cached_launch_imports_only_the_stages(write_profile, cache_dir):
-    """A cached launch imports the plugin's launch-path module (stages and both managers) and
-    nothing else of it: never the planning/audit/CLI module (``_cgroups_plan``)."""
+    """A cached launch imports the plugin's stages and the modules they need (the layout, the
+    run's lock, both managers) and nothing else of it: never the planning, audit, gc or CLI
+    modules."""
     prof = limits_profile(write_profile)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache_dir))
     first = subprocess.run([SECRUN, "--profile", prof, "--", "true"], env=env,
@@ -312,7 +313,8 @@ def case_cached_launch_imports_only_the_stages(write_profile, cache_dir):
     mods = {line.rsplit("|", 1)[1].strip() for line in cp.stderr.splitlines()
             if line.startswith("import time:") and "|" in line}
     assert {m for m in mods if m.startswith("secrun.plugins.")} == \
-        {"secrun.plugins.cgroups"}, sorted(mods)
+        {f"secrun.plugins.cgroups{m}" for m in ("", ".stages", ".layout", ".lock", ".v1", ".v2")}, \
+        sorted(mods)
 
 
 def case_limit_below_usage(write_profile):
@@ -346,7 +348,7 @@ def test_bad_input_names_the_key(write_profile, key, value, words):
 
 
 def test_units():
-    from secrun.plugins._cgroups_plan import parse_count, parse_cpus, parse_size
+    from secrun.plugins.cgroups.plan import parse_count, parse_cpus, parse_size
 
     assert parse_size("512M") == 512 << 20
     assert parse_size("2g") == 2 << 30
@@ -426,11 +428,10 @@ def audit_facts(prof):
     cgroup files (``cgroup.locked``, the run's lock, is read by the auditor, not from a file;
     see tests/host/test_supervision.py)."""
     from secrun import plan as _plan
-    from secrun.context import Context
-    from secrun.plugins.cgroups import secrun_audit
+    from secrun.audit import plan_rows
 
-    p = _plan.build([prof])
-    rows = secrun_audit(ctx=Context(p["config"], p["origins"], p["plan"]))
+    rows, _, _ = plan_rows(_plan.build([prof]))
+    rows = [row for row in rows if row["plugin"] == "cgroups"]
     facts = {}
     for row in rows:
         facts.update(row.get("expect", {}))

@@ -1,4 +1,4 @@
-"""Liveness of a run's cgroups and the cleanup of dead runs' leftovers (``plugins/cgroups.py``,
+"""Liveness of a run's cgroups and the cleanup of dead runs' leftovers (``plugins/cgroups/``,
 ``secrun cgroups gc``), on this host's real kernel.
 
 A live run is one whose supervisor holds the lock (flock) on its group directories, whatever
@@ -457,7 +457,7 @@ def test_sweep_cost_with_nothing_to_clean(pids_parent):
     """What the sweep adds to a launch when there is nothing to remove: one listing of each
     parent directory.  Measured on an empty parent group in each hierarchy a strict run uses:
     well under a millisecond in all (a launch takes tens of milliseconds)."""
-    from secrun.plugins import cgroups
+    from secrun.plugins.cgroups import lock
 
     mounts = cgroup_mounts()
     parents = []
@@ -467,8 +467,8 @@ def test_sweep_cost_with_nothing_to_clean(pids_parent):
                 d = os.path.join(mounts[ctrl], f"secrun-test-sweep-{os.getpid()}")
                 os.mkdir(d)
                 parents.append(d)
-        cgroups.sweep(parents)
-        best = min(_timed(lambda: cgroups.sweep(parents)) for _ in range(5))
+        lock.sweep(parents)
+        best = min(_timed(lambda: lock.sweep(parents)) for _ in range(5))
         assert best < 1e-3, f"{best * 1e6:.0f} us"
     finally:
         for d in parents:
