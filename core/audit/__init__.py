@@ -19,11 +19,3 @@ Kept import-free: plugins import :mod:`secrun.audit.categories` and :mod:`secrun
 whenever they are loaded.
 """
 
-
-def __getattr__(name: str) -> object:
-    # TRANSITIONAL: ``secrun.cli`` still imports the command as ``secrun.audit.audit``.
-    if name == "audit":
-        from .command import audit
-
-        return audit
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -99,7 +99,7 @@ def audit_profile(profiles: list[str], sets: list[str], plugins: list[str], argv
     plan = _plan.build(profiles, sets, plugins)
     registered = Plugins([p[0] for p in plan["plugins"] if not p[4]])
     table = category_table(registered)
-    rows, loaded, residuals = plan_rows(registered, plan, table, argv)
+    rows, loaded, residuals = plan_rows(plan, argv, registered, table)
     if not live:
         a = Audit("planned", plan, rows, loaded, residuals, argv=argv)
         return build_report(table, a, threshold), table

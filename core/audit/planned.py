@@ -4,6 +4,7 @@ residual of each category."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SecrunError
@@ -192,10 +193,20 @@ def loaded_plugins(plan: dict) -> list[dict]:
             for n, d, v, f, b, s in plan["plugins"]]
 
 
-def plan_rows(plugins: Plugins, plan: dict, table: Table,
-              argv: list[str]) -> tuple[list[AuditRow], list[dict], dict[str, float]]:
-    """(rows, plugins loaded, planned residuals) of a compiled plan."""
-    rows = plugin_rows(plugins, plan, table, argv) + core_rows()
+def plan_rows(plan: dict, argv: Sequence[str] = (), plugins: Plugins | None = None,
+              table: Table | None = None
+              ) -> tuple[list[AuditRow], list[dict], dict[str, float]]:
+    """(rows, plugins loaded, planned residuals) of a compiled plan.  ``plugins``: the plan's
+    plugins, registered (loaded afresh if not given); ``table``: their categories."""
+    if plugins is None:
+        from ..registry import Plugins
+
+        plugins = Plugins([p[0] for p in plan["plugins"] if not p[4]])
+    if table is None:
+        from .categories import table as category_table
+
+        table = category_table(plugins)
+    rows = plugin_rows(plugins, plan, table, list(argv)) + core_rows()
     covered = {r["category"] for r in rows}
     rows += [uncovered_row(c, plan["active"]) for c in table.categories if c.id not in covered]
     planned = residuals(rows, table)

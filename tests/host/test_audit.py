@@ -408,7 +408,7 @@ def test_a_category_declared_by_a_plugin_is_scored():
     assert t.total == pytest.approx(builtin_table().total + 2.0)
     plan = _plan.build(["strict"])
     plan["active"] = [*plan["active"], "vault"]
-    rows, loaded, residuals = plan_rows(plugins, plan, t, [])
+    rows, loaded, residuals = plan_rows(plan, [], plugins, t)
     row = next(r for r in rows if r["plugin"] == "vault")
     assert row["category"] == "vault.sealed" and row["importance"] == 2.0
     assert residuals["vault.sealed"] == 0.0
