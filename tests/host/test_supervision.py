@@ -450,7 +450,7 @@ def test_live_audit_verifies_session_supervision_and_signals(profile, tmp_path):
 def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
     """The probe itself, run as a workload without secrun (in its caller's session, SIGPIPE
     ignored, no death signal): the facts disprove every core row, and the check names each."""
-    from secrun import audit, probe
+    from secrun.audit import live, planned, probe
 
     src = open(probe.__file__).read()
     ref = json_ref()
@@ -458,7 +458,7 @@ def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
     def caller():
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    proc = subprocess.Popen(["/bin/sh", "-c", audit.PROBE_SHELL, sys.executable, src, ref,
+    proc = subprocess.Popen(["/bin/sh", "-c", live.PROBE_SHELL, sys.executable, src, ref,
                              "nonce"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             preexec_fn=caller, restore_signals=False, cwd=tmp_path)
     line = proc.stdout.readline()
@@ -466,8 +466,8 @@ def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
     facts.update(probe.session_facts(f"/proc/{proc.pid}"))
     proc.stdin.close()
     proc.wait(timeout=30)
-    rows = [dict(r) for r in audit.core_rows()]
-    bad = audit.check_expects(rows, facts)
+    rows = [dict(r) for r in planned.core_rows()]
+    bad = live.check_expects(rows, facts)
     named = {(m["control"], m["fact"]) for m in bad}
     assert ("session", "proc.session") in named and ("session", "proc.pgrp") in named, bad
     assert ("supervision", "proc.pdeathsig") in named, bad
@@ -478,9 +478,9 @@ def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
 def json_ref() -> str:
     import json
 
-    from secrun import audit_facts
+    from secrun.audit import outside
 
-    ref = audit_facts.reference("self")
+    ref = outside.reference("self")
     ref["linger"] = 5
     return json.dumps(ref)
 
@@ -489,7 +489,7 @@ def json_ref() -> str:
 def test_probe_mount_facts_see_through_a_shadowing_mount(tmp_path):
     """``mount:PATH`` is the mount a lookup of PATH ends on: a mount hidden by a later mount
     of its parent is not it."""
-    from secrun import probe
+    from secrun.audit import probe
 
     base = tmp_path / "m"
     (base / "sub").mkdir(parents=True)
@@ -538,7 +538,7 @@ def test_group_lock_fact(tmp_path):
     """``cgroup.locked``: "yes" while a supervisor holds its group's lock, "no" once free."""
     import fcntl
 
-    from secrun import audit_facts
+    from secrun.audit import outside
 
     d = tmp_path / "secrun-1-abcdef012345"
     d.mkdir()
@@ -549,14 +549,14 @@ def test_group_lock_fact(tmp_path):
                                "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert audit_facts.group_locked({"memory": str(d)}) == "yes"
+        assert outside.group_locked({"memory": str(d)}) == "yes"
     finally:
         holder.kill()
         holder.wait()
-    assert audit_facts.group_locked({"memory": str(d)}) == "no"
+    assert outside.group_locked({"memory": str(d)}) == "no"
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the test lock was dropped
     os.close(fd)
-    assert audit_facts.group_locked({"memory": "/sys/fs/cgroup/memory"}) == "none"
+    assert outside.group_locked({"memory": "/sys/fs/cgroup/memory"}) == "none"
 
 
 # --- no process of the sandbox holds the caller's terminal --------------------------------------
