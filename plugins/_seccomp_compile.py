@@ -423,12 +423,12 @@ def held_caps(values) -> set:
     """``import_caps`` -> the ``CAP_*`` names an imported file's includes/excludes.caps are
     matched against.  Names are taken as ``[capabilities]`` takes them (any case, with or
     without CAP_, cap_<n>, "all"), for the capabilities the running kernel knows."""
-    from secrun.plugins import _caps_plan
-    from secrun.plugins.capabilities import names_of
+    from secrun.plugins.capabilities.names import names_of
+    from secrun.plugins.capabilities.plan import last_cap, parse_names
 
-    last = _caps_plan.last_cap()
+    last = last_cap()
     try:
-        everything, mask = _caps_plan.parse_names(values, last, "import_caps")
+        everything, mask = parse_names(values, last, "import_caps")
     except ConfigError as e:
         raise ConfigError(SECTION, "import_caps", e.message) from None
     if everything:

@@ -1,35 +1,7 @@
-"""The ``capabilities`` plugin: which Linux capabilities survive into the workload.
+"""The ``capabilities`` plugin's child stage and the kernel interface it uses: capget/capset
+(v3) and prctl.  What a launch imports of the plugin (with :mod:`.names`)."""
 
-Section ``[capabilities]``.  Child stage ``capabilities``, which runs after ``identity`` (the
-workload's uid, gid and groups are final) and before ``no_new_privs`` (owned by the ``process``
-plugin), ``landlock`` and ``seccomp``.
-
-All five sets are handled deliberately.  With K = the capabilities the profile keeps, limited to
-those secrun itself holds (a profile can only take capabilities away, never grant new ones):
-
-=========== ======================= ===========================================================
-set          root workload           non-root workload
-=========== ======================= ===========================================================
-bounding     K                       K             (``PR_CAPBSET_DROP`` for every other cap)
-permitted    K                       K             (``capset``)
-effective    K                       K             (``capset``)
-inheritable  empty                   K             (``capset``; ambient needs it)
-ambient      empty                   K             (``PR_CAP_AMBIENT_RAISE``)
-=========== ======================= ===========================================================
-
-A root workload needs no ambient or inheritable capabilities: at ``execve`` the kernel gives
-uid 0 its whole bounding set (K).  A non-root workload loses its permitted set at ``execve``
-unless the capabilities are ambient, and an ambient capability must be permitted and
-inheritable.  Inside a user namespace "root" means uid 0 of that namespace.
-
-The valid capability numbers are 0 .. ``/proc/sys/kernel/cap_last_cap`` of the running kernel;
-names for numbers beyond the table below are written ``cap_<n>`` (or just the number).
-
-This module is what a launch imports: the stage and the kernel interface it uses.  The schema,
-name parsing, planning and audit live in :mod:`secrun.plugins._caps_plan`, imported only on a
-plan cache miss or by ``secrun audit``/``profiles``.
-"""
-
+from __future__ import annotations
 
 import ctypes
 import errno
@@ -39,60 +11,22 @@ from secrun import hookimpl
 from secrun.errors import SetupError
 from secrun.kernel import PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, error, libc
 
-SECTION = "capabilities"
+from .names import cap_name, hexmask, names_of
 
-# Index = capability number (include/uapi/linux/capability.h).  Numbers above the running
-# kernel's cap_last_cap are rejected; numbers above this table are accepted as cap_<n>.
-NAMES = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
-    "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
-    "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
-    "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
-    "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
-    "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
-)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from secrun.context import RunContext
+
+    from .plan import CapabilitiesPlan
+
 CAP_SETPCAP = 8
 
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_CAP_AMBIENT_IS_SET = 1
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
-
-
-def cap_name(n: int) -> str:
-    return "cap_" + (NAMES[n] if n < len(NAMES) else str(n))
-
-
-def names_of(mask: int) -> list[str]:
-    return [cap_name(i) for i in range(mask.bit_length()) if mask >> i & 1]
-
-
-def hexmask(mask: int) -> str:
-    """A mask as /proc/self/status prints it."""
-    return "%016x" % mask
-
-
-# --- planning (schema, name parsing, compile and audit live in _caps_plan) ---------------------
-
-@hookimpl
-def secrun_profile_sections():
-    from secrun.plugins import _caps_plan
-
-    return _caps_plan.sections()
-
-
-@hookimpl
-def secrun_compile(ctx):
-    from secrun.plugins import _caps_plan
-
-    ctx.plan[SECTION] = _caps_plan.compile_plan(ctx.config[SECTION])
-
-
-@hookimpl
-def secrun_audit(ctx):
-    from secrun.plugins import _caps_plan
-
-    return _caps_plan.audit(ctx)
 
 
 # --- the kernel interface: capget/capset (v3) and prctl ------------------------------------------
@@ -147,7 +81,7 @@ def ambient(last: int) -> int:
     return mask
 
 
-def _bounding_failed(n: int, held: int):
+def _bounding_failed(n: int, held: int) -> NoReturn:
     exc = error(f"prctl(PR_CAPBSET_DROP, {cap_name(n)})")
     if exc.errno == errno.EPERM and not held >> CAP_SETPCAP & 1:
         exc = error(exc.what, exc.errno, "secrun does not hold CAP_SETPCAP, so the bounding "
@@ -223,8 +157,8 @@ def apply(want: int, last: int) -> tuple[int, bool]:
 
 
 @hookimpl
-def secrun_capabilities(ctx):
-    plan = ctx.plan[SECTION]
+def secrun_capabilities(ctx: RunContext) -> None:
+    plan: CapabilitiesPlan = ctx.plan
     final, made_ambient = apply(plan["want"], plan["last"])
     if ctx.verbose:
         lost = plan["want"] & ~final & ((1 << (plan["last"] + 1)) - 1)
