@@ -397,7 +397,7 @@ def test_tmpfs_values_reach_the_kernel_as_written(profile):
     # "010M" is 10 MiB, not memparse's octal 8 MiB: passed on as decimal bytes.
     path = profile(strict_plus('[filesystem]\ntmpfs = ["/x:size=010M,mode=0700,nr_inodes=1k"]'))
     ops = P.build([path])["plan"]["filesystem"]["ops"]
-    (options,) = [op[4] for op in ops if op[0] == "tmpfs" and op[1] == "/x"]
+    (options,) = [op["options"] for op in ops if op["kind"] == "tmpfs" and op["dst"] == "/x"]
     assert dict(options) == {b"size": b"10485760", b"mode": b"700", b"nr_inodes": b"1024"}
 
 
