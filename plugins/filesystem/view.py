@@ -14,6 +14,8 @@ from .mount import NODEV, NOSUID, RDONLY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from secrun.context import PlanContext
 
     from .plan import BindOp, CwdMode, CwdOp, FilesystemPlan, HideOp, Op, RoOp, TmpfsOp
@@ -109,19 +111,26 @@ def _op_depth(root: str, op: Op) -> int:
     return _depth(root, op["dst"])
 
 
+def _host_path(ctx: PlanContext, key: str, what: str, path: str, absolute: str,
+               exists: Callable[[str], bool], missing: str) -> None:
+    """Check a host path the view is made of (``root``, a bind's source): no NUL, absolute,
+    there (and the plan depends on it)."""
+    _no_nul(key, path)
+    if not path.startswith("/"):
+        raise ConfigError(SECTION, key, f"{what} {path!r} is a relative path: give an "
+                          f"absolute {absolute}")
+    ctx.depends_on(path)
+    if not exists(path):
+        raise ConfigError(SECTION, key, f"{what} {path} {missing}")
+
+
 def _root(ctx: PlanContext, cfg: dict) -> str:
     """``root`` checked: "" for the host's, else the real path of the given directory."""
     root = cfg["root"]
     if not root:
         return ""
-    _no_nul("root", root)
-    if not root.startswith("/"):
-        raise ConfigError(SECTION, "root", f"root {root!r} is a relative path: give an "
-                          f"absolute directory")
-    ctx.depends_on(root)
-    if not os.path.isdir(root):
-        raise ConfigError(SECTION, "root", f"root {root} does not exist or is not a "
-                          f"directory")
+    _host_path(ctx, "root", "root", root, "directory", os.path.isdir,
+               "does not exist or is not a directory")
     root = os.path.realpath(root)
     return "" if root == "/" else root
 
@@ -144,13 +153,8 @@ def _bind_op(ctx: PlanContext, view: str, entry: object) -> BindOp:
         src, dst, opts = parse_bind(entry)
     except ValueError as e:
         raise ConfigError(SECTION, "binds", str(e)) from None
-    _no_nul("binds", src)
-    if not src.startswith("/"):
-        raise ConfigError(SECTION, "binds", f"bind source {src!r} is a relative path: "
-                          f"give an absolute host path")
-    ctx.depends_on(src)
-    if not os.path.exists(src):
-        raise ConfigError(SECTION, "binds", f"bind source {src} does not exist")
+    _host_path(ctx, "binds", "bind source", src, "host path", os.path.exists,
+               "does not exist")
     dst = _checked("binds", view, dst)
     set_, clr = flags(opts, RDONLY | NOSUID | NODEV, 0)
     return {"kind": "bind", "src": src, "src_b": os.fsencode(src), "dst": dst, "rel": _rel(dst),
