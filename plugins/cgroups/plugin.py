@@ -3,8 +3,8 @@
 from .audit import secrun_audit, secrun_audit_categories
 from .cli import secrun_register_commands
 from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import secrun_after_fork, secrun_attach, secrun_cleanup, secrun_prepare
+from .stages import secrun_attach, secrun_cleanup, secrun_prepare
 
-__all__ = ["secrun_after_fork", "secrun_attach", "secrun_audit", "secrun_audit_categories",
+__all__ = ["secrun_attach", "secrun_audit", "secrun_audit_categories",
            "secrun_cleanup", "secrun_compile", "secrun_facts", "secrun_prepare",
            "secrun_profile_sections", "secrun_register_commands"]

@@ -1,20 +1,18 @@
 """The ``cgroups`` plugin's stages: what a launch imports of the plugin (with :mod:`.layout`,
 :mod:`.lock`, :mod:`.v1` and :mod:`.v2`).
 
-- ``prepare`` (supervisor, before fork): the run's groups are made, locked and limited;
-- ``after_fork`` (supervisor, the child waiting): the warm-up of the kernel's cgroup
-  migration starts, in a helper thread (:func:`_start_warmup`);
-- ``attach`` (supervisor, while the child builds its filesystem view): the warm-up is joined
+- ``prepare`` (supervisor, before fork): the run's groups are made and locked, the warm-up of
+  the kernel's cgroup migration starts in a helper process (:func:`_start_warmup`), the
+  limits are written;
+- ``attach`` (supervisor, while the child builds its filesystem view): the helper is reaped
   and the process that will exec is moved into the groups;
-- ``cleanup``: the warm-up is joined (whatever failed before), the statistics read, what is
+- ``cleanup``: the helper is reaped (whatever failed before), the statistics read, what is
   left in the groups killed, the groups removed, an OOM kill or a hit pids limit reported.
 """
 
 from __future__ import annotations
 
-import _thread
 import os
-import sys
 
 from secrun import hookimpl
 from secrun.errors import SetupError
@@ -28,7 +26,6 @@ from .layout import (
     human,
     new_name,
     parent_dir,
-    put,
     read,
     set_limits,
 )
@@ -122,7 +119,11 @@ def secrun_prepare(ctx: RunContext) -> None:
     for m in mgrs:
         made.append(m)  # recorded first: a failed create leaves what it made to cleanup
         m.create()
-    st["warm_path"] = layout.own_procs()  # for after_fork
+    # As soon as the groups exist: the no-op migration holds the kernel's cgroup_mutex while it
+    # waits, which mkdir needs too, but the limit writes below do not.
+    own = layout.own_procs()
+    if own is not None:
+        st["warm"] = _start_warmup(own)
     for m in mgrs:
         m.apply(plan, ctx)
     if ctx.verbose:
@@ -133,50 +134,46 @@ def secrun_prepare(ctx: RunContext) -> None:
 # --- the warm-up of the kernel's cgroup migration ------------------------------------------------
 # Moving a task between cgroups takes the kernel's global ``cgroup_threadgroup_rwsem`` for
 # writing, and the first writer after a quiet spell waits a full RCU grace period (5-15 ms
-# here) before it gets it; writers within ~14 ms after that do not wait.  So a helper thread of
-# the supervisor rewrites the supervisor's own pid into the ``cgroup.procs`` of the group it is
-# already in (a migration that moves nothing) as soon as the child exists, and the grace period
-# elapses while the child makes its namespaces and builds its filesystem view; ``attach`` then
-# finds the lock warm.  The thread starts after the fork, never before: no thread may be alive
-# when secrun forks (nor when it enters a namespace, which the namespaces plugin does in its own
-# after_fork, hence ``trylast``).  It is joined in ``attach``, and in ``cleanup`` on every path
-# where ``attach`` did not run.
+# here) before it gets it; writers within ~14 ms after that do not wait.  So, as early as
+# possible, a helper process rewrites its own pid into the ``cgroup.procs`` of the group it is
+# already in (a migration that moves nothing): the grace period then elapses while the
+# supervisor prepares and forks and the child makes its namespaces and builds its filesystem
+# view, and ``attach`` finds the lock warm.  A process, not a thread: no thread may be alive
+# when secrun forks or enters a namespace, and a thread started only after the fork leaves
+# the grace period too little time (attach took ~9-13 ms instead of ~2-4 ms here).  The helper
+# is reaped in ``attach`` and, on every path where attach did not run, in ``cleanup``.
 
-@hookimpl(trylast=True)
-def secrun_after_fork(ctx: RunContext) -> None:
-    st = ctx.state
-    path = st.pop("warm_path", None)
-    if path is not None and st.get("managers"):
-        st["warm_done"] = _start_warmup(path)
+def _start_warmup(path: str) -> int | None:
+    """Start the helper that makes the no-op migration; returns its pid (None: not started).
+
+    ``/bin/sh -c 'echo 0 >"$1"'``, spawned (vfork and exec: the supervisor neither waits for it
+    nor shares its memory copy-on-write with it, which a forked copy of the supervisor would
+    make it pay in page faults while the helper waits).  Started before the namespaces plugin
+    makes the pid and time namespaces for the child (the last thing in ``prepare``): a
+    process started after that would be the sandbox's pid 1, so then there is no warm-up."""
+    try:
+        if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
+            return None
+        return os.posix_spawn(_SH, [_SH, "-c", 'echo 0 >"$1"', "sh", path], {},
+                              file_actions=_QUIET)
+    except OSError:
+        return None  # only an optimisation: the real attach reports real errors
 
 
-def _start_warmup(path: str) -> _thread.LockType:
-    """Start the no-op migration in a helper thread; returns the lock it releases as its last
-    act (see :func:`_join_warmup`)."""
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def warm() -> None:
-        try:
-            put(path, b"0")
-        except OSError:
-            pass  # only an optimisation: the real attach reports real errors
-        finally:
-            done.release()
-
-    # The thread needs the GIL for the few bytecodes before its syscall: have the supervisor
-    # hand it over within 0.1 ms rather than after the default 5 ms switch interval.
-    sys.setswitchinterval(1e-4)
-    _thread.start_new_thread(warm, ())
-    return done
+_SH = "/bin/sh"
+# the helper's standard streams: /dev/null (it has nothing to say, and holds no terminal)
+_QUIET = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
 
 
 def _join_warmup(st: dict) -> None:
-    """Wait for the warm-up thread, if one was started and not yet joined."""
-    done = st.pop("warm_done", None)
-    if done is not None:
-        done.acquire()
-        sys.setswitchinterval(0.005)
+    """Reap the warm-up helper, if one was started and not yet reaped: it exits as soon as
+    its migration is done."""
+    pid = st.pop("warm", None)
+    if pid is not None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # the core's wait for any child (an adopted orphan) reaped it already
 
 
 # --- attach --------------------------------------------------------------------------------------

@@ -428,7 +428,7 @@ def audit_facts(prof):
     cgroup files (``cgroup.locked``, the run's lock, is read by the auditor, not from a file;
     see tests/host/test_supervision.py)."""
     from secrun import plan as _plan
-    from secrun.audit import plan_rows
+    from secrun.audit.planned import plan_rows
 
     rows, _, _ = plan_rows(_plan.build([prof]))
     rows = [row for row in rows if row["plugin"] == "cgroups"]
