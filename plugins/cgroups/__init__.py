@@ -1,11 +1,11 @@
 """The ``cgroups`` plugin: memory, swap, pids, CPU and io limits in a fresh cgroup per run.
 
-Section ``[cgroups]``.  Stages: ``prepare`` (supervisor, before fork: create the run's group(s)
-and write the limits), ``after_fork`` (supervisor, the child waiting: start warming up the
-kernel's cgroup migration in a helper thread), ``attach`` (supervisor: join that thread and move
-the process that will exec into the groups while it builds its filesystem view; it waits for
-this before its next stage, so the workload runs no code of its own outside its group),
-``cleanup`` (kill whatever is left, remove the groups, report OOM kills and a hit pids limit).
+Section ``[cgroups]``.  Stages: ``prepare`` (supervisor, before fork: create the run's group(s),
+start warming up the kernel's cgroup migration in a helper process, write the limits),
+``attach`` (supervisor: reap that helper and move the process that will exec into the groups
+while it builds its filesystem view; it waits for this before its next stage, so the workload
+runs no code of its own outside its group), ``cleanup`` (kill whatever is left, remove the
+groups, report OOM kills and a hit pids limit).
 ``secrun cgroups gc`` removes groups left behind by a secrun that was SIGKILLed.  Fact:
 ``cgroups.attach`` (None, ``"required"`` or ``"best-effort"``), for the plugins whose work
 depends on the workload having a group of its own (the cgroup namespace, the cgroup mounts).
@@ -30,7 +30,7 @@ when empty.
 
 Modules:
 
-- :mod:`.stages`: the four stages; with :mod:`.layout` (the host's hierarchies, group names,
+- :mod:`.stages`: the three stages; with :mod:`.layout` (the host's hierarchies, group names,
   cgroupfs file access), :mod:`.lock` (the run's lock, the launch's sweep), :mod:`.v1` and
   :mod:`.v2` (per-version groups, limits, kill and statistics), all a launch imports;
 - :mod:`.plan`: the schema, unit parsing, ``secrun_compile`` and the fact;
