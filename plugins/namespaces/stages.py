@@ -114,28 +114,22 @@ def secrun_prepare(ctx: RunContext) -> None:
 
 def _restore_for_children(state: dict) -> None:
     """Put secrun's namespaces for later children back.  The pid namespace must be: once the
-    sandbox's pid 1 exits, no process can be forked into it.  The time namespace is put back
-    when the kernel allows it (not while secrun has a helper thread, EUSERS); a later child of
-    secrun would otherwise share the sandbox's time namespace, whose clocks have no offsets."""
-    pending = []
-    for fd, flag in state.pop("restore", ()):
-        if _libc_setns(fd, flag) == 0:
+    sandbox's pid 1 exits, no process can be forked into it.  A later child of secrun would
+    otherwise also share the sandbox's time namespace, whose clocks have no offsets.  (No
+    thread of secrun is alive here: setns into a time namespace would fail with EUSERS.)"""
+    restore = state.pop("restore", ())
+    try:
+        for fd, flag in restore:
+            if _libc_setns(fd, flag) != 0:
+                raise error(f"setns(/proc/self/ns/{FOR_CHILDREN[flag]})")
+    finally:
+        for fd, _flag in restore:
             os.close(fd)
-        elif flag == CLONE_NEWTIME and get_errno() == errno.EUSERS:
-            pending.append((fd, flag))
-        else:
-            exc = error(f"setns(/proc/self/ns/{FOR_CHILDREN[flag]})")
-            os.close(fd)
-            raise exc
-    if pending:
-        state["restore"] = pending
 
 
 @hookimpl
 def secrun_cleanup(ctx: RunContext) -> None:
     _restore_for_children(ctx.state)
-    for fd, _flag in ctx.state.pop("restore", ()):
-        os.close(fd)
 
 
 @hookimpl
