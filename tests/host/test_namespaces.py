@@ -481,7 +481,7 @@ def test_range_refused_for_an_ordinary_user(wdir):
 @pytest.mark.parametrize("name", ["default", "strict"])
 def test_audit_expectations_hold_in_the_live_sandbox(name):
     from secrun import plan as _plan
-    from secrun.audit import plan_rows
+    from secrun.audit.planned import plan_rows
 
     all_rows, _, _ = plan_rows(_plan.build([name]))
     rows = [row for row in all_rows if row["plugin"] == "namespaces"]
