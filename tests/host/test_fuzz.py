@@ -592,7 +592,7 @@ FIGURES = {"examples": 0, "commands": 0, "launches": 0, "loaded": 0, "refused": 
 def _memoised_apparmor_parser():
     """apparmor_parser is a pure function of its arguments and stdin, and is most of a
     planning's time (0.1 s): run it once per distinct input.  Everything else is unchanged."""
-    from secrun.plugins import _apparmor_plan as A
+    from secrun.plugins.apparmor import plan as A
 
     real_run, memo = A._run_parser, {}
 

@@ -1,87 +1,59 @@
-"""The ``selinux`` plugin: run the workload in an SELinux domain.
+"""The ``selinux`` plugin's stages: what a launch imports of the plugin.
 
-Section ``[selinux]``: ``context = "user:role:type:level"``, or just ``type = "..."`` (the user,
-role and level are taken from secrun's own context at launch).
+- ``prepare`` (supervisor, before fork): checks that SELinux is active
+  (``/sys/kernel/security/lsm``, a mounted selinuxfs), builds the full context for ``type``,
+  validates it with ``security_check_context`` (an invalid context stops the launch here,
+  before anything runs) and opens ``libselinux.so.1`` while the host's filesystem is still
+  visible (libselinux also finds selinuxfs only when loaded after it is mounted);
+- ``lsm`` (child): ``setexeccon(context)``: the domain transition happens at exec.  It imports
+  nothing: ``prepare`` keeps the library and the error constructor for it.
 
-Where each step runs, and why:
-
-- ``secrun_compile`` (planning, cached) checks only the syntax.  Whether a context is valid is
-  a question for the policy loaded in the running kernel, which an administrator can change at
-  any time (``semodule -i``) without anything secrun could record as a cache dependency; so the
-  policy check is done at every launch, where it costs one write to selinuxfs.
-- ``secrun_prepare`` (supervisor, before fork): checks that SELinux is active
-  (``/sys/kernel/security/lsm``, a mounted selinuxfs), builds the full context for
-  ``type``, validates it with ``security_check_context`` (an invalid context stops the launch
-  here, before anything runs) and opens ``libselinux.so.1`` while the host's filesystem is still
-  visible (libselinux also finds selinuxfs only when loaded after it is mounted).
-- ``secrun_lsm`` (child): ``setexeccon(context)``: the domain transition happens at exec.
-
-The policy must allow the transition: ``process { transition }`` from secrun's domain to the
-target, ``file { entrypoint }`` on the workload's executable, and, when no_new_privs is set
-(the default), ``process2 { nnp_transition }`` (or a bounded target type).  Otherwise exec fails
-with EACCES/EPERM and secrun reports it.
-
-This module is what a launch imports: ``prepare`` and ``lsm``.  The schema, the syntax check
-and the audit live in :mod:`secrun.plugins._selinux_plan`, imported only on a plan cache miss
-or by ``secrun audit``/``profiles``.
+Also the context syntax (:func:`split_context`), which planning checks with the same code.
 """
+
+from __future__ import annotations
 
 import os
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable, SetupError
 
-SECTION = "selinux"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+
+    from secrun.context import RunContext
+
+    from .plan import SelinuxPlan
+
 LSM_LIST = "/sys/kernel/security/lsm"
 SELINUXFS = "/sys/fs/selinux"
 _IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _LEVEL_CHARS = _IDENT_CHARS | frozenset(",:")
 
 
-def _ident(value, chars=_IDENT_CHARS):
+def is_ident(value: str, chars: frozenset[str] = _IDENT_CHARS) -> bool:
     """A non-empty name of the given characters (no `re`: it costs ms on the launch path)."""
     return bool(value) and all(c in chars for c in value)
 
 
-def _split(context):
+def split_context(context: str) -> list[str] | None:
     """user, role, type, level ('' without MLS) of a context string, or None."""
     parts = context.split(":", 3)
-    if len(parts) < 3 or not all(_ident(p) for p in parts[:3]):
+    if len(parts) < 3 or not all(is_ident(p) for p in parts[:3]):
         return None
-    if len(parts) == 4 and not _ident(parts[3], _LEVEL_CHARS):
+    if len(parts) == 4 and not is_ident(parts[3], _LEVEL_CHARS):
         return None
     return parts + [""] * (4 - len(parts))
 
 
-# --- planning (schema, syntax check and audit live in _selinux_plan) ---------------------------
+# --- availability ------------------------------------------------------------------------------
 
-@hookimpl
-def secrun_profile_sections():
-    from secrun.plugins import _selinux_plan
-
-    return _selinux_plan.sections()
-
-
-@hookimpl
-def secrun_compile(ctx):
-    from secrun.plugins import _selinux_plan
-
-    ctx.plan[SECTION] = _selinux_plan.compile_plan(ctx)
-
-
-@hookimpl
-def secrun_audit(ctx):
-    from secrun.plugins import _selinux_plan
-
-    return _selinux_plan.audit(ctx)
-
-
-# --- availability ----------------------------------------------------------------------------
-
-def _check_available():
+def check_available() -> None:
+    """Raise NotAvailable unless SELinux is active, with its selinuxfs mounted."""
     try:
         with open(LSM_LIST) as f:
-            lsms = f.read().strip().split(",")
+            lsms: list[str] | None = f.read().strip().split(",")
     except OSError:
         lsms = None
     if lsms is not None and "selinux" not in lsms:
@@ -94,7 +66,9 @@ def _check_available():
         raise NotAvailable(SELINUXFS, "SELinux is enabled but selinuxfs is not mounted here")
 
 
-def _lib():
+def library() -> ctypes.CDLL:
+    """libselinux, with the prototypes of the calls secrun makes."""
+    # (ctypes costs a launch milliseconds: imported only once SELinux is known to be active)
     import ctypes
 
     try:
@@ -111,11 +85,11 @@ def _lib():
         f.restype, f.argtypes = restype, argtypes
     # Not gated on is_selinux_enabled(): it also demands /etc/selinux/config, a distribution's
     # configuration file that a kernel with a loaded policy does not need.  The kernel's own
-    # facts (the LSM list, a mounted selinuxfs) were checked by _check_available.
+    # facts (the LSM list, a mounted selinuxfs) were checked by check_available.
     return lib
 
 
-def _getcon(lib):
+def _getcon(lib: ctypes.CDLL) -> str:
     import ctypes
 
     from secrun.kernel import check
@@ -127,18 +101,20 @@ def _getcon(lib):
     return value
 
 
-def _full_context(lib, plan):
+def full_context(lib: ctypes.CDLL, plan: SelinuxPlan) -> str:
+    """The context the workload gets: the plan's, or secrun's own with the plan's type."""
     if plan["context"]:
         return plan["context"]
     current = _getcon(lib)
-    parts = _split(current)
+    parts = split_context(current)
     if parts is None:
         raise SetupError("getcon", f"cannot parse secrun's own context {current!r}")
     parts[2] = plan["type"]
     return ":".join(p for p in parts if p)
 
 
-def _enforcing():
+def enforcing() -> bool | None:
+    """Whether SELinux enforces (False: permissive; None: cannot tell)."""
     try:
         with open(os.path.join(SELINUXFS, "enforce")) as f:
             return f.read().strip() == "1"
@@ -146,31 +122,32 @@ def _enforcing():
         return None
 
 
-# --- launching -------------------------------------------------------------------------------
+# --- launching ---------------------------------------------------------------------------------
 
 @hookimpl
-def secrun_prepare(ctx):
-    _check_available()
-    lib = _lib()
-    context = _full_context(lib, ctx.plan[SECTION])
+def secrun_prepare(ctx: RunContext) -> None:
+    plan: SelinuxPlan = ctx.plan
+    check_available()
+    lib = library()
+    context = full_context(lib, plan)
     if lib.security_check_context(context.encode()) != 0:
-        key = "context" if ctx.plan[SECTION]["context"] else "type"
+        key = "context" if plan["context"] else "type"
         raise SetupError("security_check_context",
                          f"[selinux].{key}: {context!r} is not a valid context in the loaded "
                          "SELinux policy")
-    if _enforcing() is False:
+    if enforcing() is False:
         ctx.warn(f"selinux: the kernel is in permissive mode: the workload runs in {context}, "
                  "but denials are only logged")
-    from secrun.kernel import error  # the lsm stage must not import
+    from secrun.kernel import error  # (for the lsm stage, which must not import)
 
-    ctx.state[SECTION] = {"lib": lib, "context": context, "error": error}
+    ctx.state.update(lib=lib, context=context, error=error)
     ctx.log(f"selinux: workload enters {context} at exec")
 
 
 @hookimpl
-def secrun_lsm(ctx):
-    st = ctx.state.get(SECTION)
-    if st is None:
+def secrun_lsm(ctx: RunContext) -> None:
+    st = ctx.state
+    if "lib" not in st:
         return  # prepare found SELinux unavailable and the section is best-effort (reported)
     if st["lib"].setexeccon(st["context"].encode()) != 0:
         raise st["error"](f"setexeccon({st['context']})")
