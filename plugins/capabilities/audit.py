@@ -12,9 +12,9 @@ import os
 from secrun import hookimpl
 from secrun.audit.categories import Category
 from secrun.audit.rows import Row
+from secrun.capnames import hexmask, names_of
 from secrun.context import AuditContext
 
-from .names import hexmask, names_of
 from .plan import SECTION, CapabilitiesPlan
 
 # What a capability gives a process over the rest of the system, by number (the judge works

@@ -1,5 +1,5 @@
 """The ``capabilities`` plugin's child stage and the kernel interface it uses: capget/capset
-(v3) and prctl.  What a launch imports of the plugin (with :mod:`.names`)."""
+(v3) and prctl.  What a launch imports of the plugin (with :mod:`secrun.capnames`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import errno
 import os
 
 from secrun import hookimpl
+from secrun.capnames import cap_name, hexmask, names_of
 from secrun.errors import SetupError
 from secrun.kernel import PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, error, libc
-
-from .names import cap_name, hexmask, names_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

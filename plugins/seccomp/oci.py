@@ -9,9 +9,8 @@ import json
 import os
 from typing import Any
 
+from secrun.capnames import last_cap, names_of, parse_names
 from secrun.errors import ConfigError
-from secrun.plugins.capabilities.names import names_of
-from secrun.plugins.capabilities.plan import last_cap, parse_names
 
 from .rules import (
     ACT_ALLOW,
@@ -54,9 +53,9 @@ def held_caps(values: list[str | int]) -> set[str]:
     without CAP_, cap_<n>, "all"), for the capabilities the running kernel knows."""
     last = last_cap()
     try:
-        everything, mask = parse_names(values, last, "import_caps")
-    except ConfigError as e:
-        raise ConfigError(SECTION, "import_caps", e.message) from None
+        everything, mask = parse_names(values, last)
+    except ValueError as e:
+        raise ConfigError(SECTION, "import_caps", str(e)) from None
     if everything:
         mask = (1 << (last + 1)) - 1
     return {name.upper() for name in names_of(mask)}
