@@ -230,11 +230,26 @@ class Plugins:
 
     def files(self) -> list[str]:
         """Files whose change invalidates a cached plan: the planning code, every file of the
-        built-in plugins (their packages and data), and third-party plugin modules."""
+        built-in plugins (their packages and data), and every Python file of a third-party
+        plugin's top-level package (or its module, when it is not in a package)."""
         core = os.path.dirname(os.path.abspath(__file__))
         own = [os.path.join(core, f) for f in ("registry.py", "compose.py", "plan.py", "facts.py",
-                                                "schema.py", "hookspecs.py", "launch.py")]
-        for d, dirs, files in os.walk(os.path.join(core, "plugins")):
-            dirs[:] = sorted(x for x in dirs if x != "__pycache__" and not x.startswith("."))
-            own += [os.path.join(d, f) for f in sorted(files) if not f.startswith(".")]
-        return own + [i.file for i in self.info.values() if i.file and not i.builtin]
+                                                "schema.py", "hookspecs.py", "stages.py",
+                                                "context.py", "capnames.py", "launch.py")]
+        own += _tree(os.path.join(core, "plugins"))
+        for info in self.info.values():
+            if info.builtin or not info.file:
+                continue
+            top = sys.modules.get(info.module.__name__.partition(".")[0])
+            paths = getattr(top, "__path__", None) or ()
+            own += [f for d in paths for f in _tree(d) if f.endswith(".py")] or [info.file]
+        return own
+
+
+def _tree(root: str) -> list[str]:
+    """Every file under ``root`` (no caches, no hidden files), in a stable order."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        dirs[:] = sorted(x for x in dirs if x != "__pycache__" and not x.startswith("."))
+        out += [os.path.join(d, f) for f in sorted(files) if not f.startswith(".")]
+    return out

@@ -76,3 +76,14 @@ def test_bundled_profiles_are_package_resources():
     files = importlib.resources.files("secrun.profiles")
     assert files.joinpath("strict.toml").is_file()
     assert files.joinpath("default.toml").read_text().strip()
+
+
+def test_a_third_party_plugins_whole_package_invalidates_the_plan():
+    """The plan cache watches every module of a third-party plugin's package, not only the
+    entry point's module: a change to its planning module must rebuild the plan."""
+    from secrun.registry import Plugins
+
+    files = Plugins(["priority"]).files()
+    names = {os.path.basename(f) for f in files if "/secrun_example/" in f}
+    assert {"plugin.py", "plan.py", "stages.py", "audit.py"} <= names
+    assert any(f.endswith("secrun/stages.py") for f in files)  # the stage table: dispatch
