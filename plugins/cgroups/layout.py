@@ -252,6 +252,24 @@ def number(path: str) -> int | None:
         return None
 
 
+def usage_stats(dir_of: Callable[[str], str | None],
+                table: Iterable[tuple[str, str, str, str, str, str]],
+                full: bool) -> dict[str, int]:
+    """A run's statistics from its group files: for each (controller, events file, event,
+    key, peak file, peak key) of ``table`` whose controller has a group (``dir_of``), the
+    event's count as ``key`` and, with ``full``, the peak file's number as ``peak key``."""
+    out = {}
+    for ctrl, events, event, key, peak, peak_key in table:
+        d = dir_of(ctrl)
+        if d is None:
+            continue
+        out[key] = keyed(os.path.join(d, events)).get(event, 0)
+        n = number(os.path.join(d, peak)) if full else None
+        if n is not None:
+            out[peak_key] = n
+    return out
+
+
 def procs(d: str) -> list[int]:
     """Pids in group ``d`` and every group below it."""
     out = []

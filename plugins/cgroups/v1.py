@@ -15,13 +15,13 @@ from .layout import (
     CPU_PERIOD_US,
     LimitWriter,
     human,
-    keyed,
     number,
     procs,
     read,
     remove_group,
     sigkill_all,
     swap_active,
+    usage_stats,
     wait_until,
     write,
 )
@@ -129,24 +129,18 @@ class V1Manager:
             raise error
 
     def stats(self, full: bool = True) -> dict[str, int]:
-        out = {}
-        d = self.dirs_by.get("memory")
-        if d:
-            out["oom_kill"] = keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
-            peak = number(os.path.join(d, "memory.max_usage_in_bytes")) if full else None
-            if peak is not None:
-                out["memory_peak"] = peak
-        d = self.dirs_by.get("pids")
-        if d:
-            out["pids_max_hits"] = keyed(os.path.join(d, "pids.events")).get("max", 0)
-            peak = number(os.path.join(d, "pids.peak")) if full else None
-            if peak is not None:
-                out["pids_peak"] = peak
+        out = usage_stats(self.dirs_by.get, _STATS, full)
         d = self.dirs_by.get("cpuacct")
         usage = number(os.path.join(d, "cpuacct.usage")) if d and full else None
         if usage is not None:
             out["cpu_usec"] = usage // 1000
         return out
+
+
+# (controller, events file, event, statistic, peak file, statistic): see layout.usage_stats
+_STATS = (("memory", "memory.oom_control", "oom_kill", "oom_kill", "memory.max_usage_in_bytes",
+           "memory_peak"),
+          ("pids", "pids.events", "max", "pids_max_hits", "pids.peak", "pids_peak"))
 
 
 def kill_v1_dir(d: str, freezer: bool | None = None) -> None:

@@ -20,12 +20,12 @@ from .layout import (
     LimitWriter,
     human,
     keyed,
-    number,
     procs,
     read,
     remove_group,
     sigkill_all,
     swap_active,
+    usage_stats,
     wait_until,
     write,
 )
@@ -134,21 +134,16 @@ class V2Manager:
 
     def stats(self, full: bool = True) -> dict[str, int]:
         d = self.dir
-        out = {}
-        if "memory" in self.controllers:
-            out["oom_kill"] = keyed(os.path.join(d, "memory.events")).get("oom_kill", 0)
-            peak = number(os.path.join(d, "memory.peak")) if full else None
-            if peak is not None:
-                out["memory_peak"] = peak
-        if "pids" in self.controllers:
-            out["pids_max_hits"] = keyed(os.path.join(d, "pids.events")).get("max", 0)
-            peak = number(os.path.join(d, "pids.peak")) if full else None
-            if peak is not None:
-                out["pids_peak"] = peak
+        out = usage_stats(lambda ctrl: d if ctrl in self.controllers else None, _STATS, full)
         usage = keyed(os.path.join(d, "cpu.stat")).get("usage_usec") if full else None
         if usage is not None:
             out["cpu_usec"] = usage
         return out
+
+
+# (controller, events file, event, statistic, peak file, statistic): see layout.usage_stats
+_STATS = (("memory", "memory.events", "oom_kill", "oom_kill", "memory.peak", "memory_peak"),
+          ("pids", "pids.events", "max", "pids_max_hits", "pids.peak", "pids_peak"))
 
 
 def _populated(d: str) -> bool:
