@@ -1,5 +1,5 @@
 """The ``seccomp`` plugin's audit: its rows (the filter, other ABIs, argument checks) and the
-category ``seccomp.filter`` with its judge."""
+category ``seccomp.filter`` with its judge (over the calls of :mod:`.probe`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from secrun.audit.rows import Row, Status
 from secrun.context import AuditContext
 
 from .plan import SECTION, SeccompPlan
+from .probe import SYSCALLS
 
 
 def _filter_row(p: SeccompPlan, status: Status) -> Row:
@@ -56,15 +57,15 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
 
 
 def judge_filter(facts: dict[str, str]) -> tuple[float, str]:
-    """The share of the probed sensitive calls (the ``syscall.*`` facts) that are not
-    blocked; no filter 1.0, strict mode 0."""
+    """The share of the probed sensitive calls (the ``syscall.<name>`` facts of the names in
+    :data:`.probe.SYSCALLS`) that are not blocked; no filter 1.0, strict mode 0."""
     mode = facts.get("status.Seccomp", "0")
     if mode == "0":
         return 1.0, "no filter"
     if mode == "1":
         return 0.0, "strict mode"
     nf = facts.get("status.Seccomp_filters", "?")
-    probed = [v for k, v in facts.items() if k.startswith("syscall.") and v]
+    probed = [p for p in (facts.get(f"syscall.{name}", "") for name in SYSCALLS) if p]
     if not probed:
         return 0.5, f"{nf} filter(s), rules not observable"
     allowed = probed.count("allowed")

@@ -435,6 +435,56 @@ def test_audit_rows_and_their_facts_hold_live():
 
 
 @needs_root
+def test_filter_read_from_outside_agrees_with_probing_inside(tmp_path):
+    """The --pid evaluation of a real libseccomp filter (argument checks included) gives, for
+    every probed call, the verdict the probe gets by calling it inside the same process."""
+    pytest.importorskip("pyseccomp")
+    script = tmp_path / "filtered.py"
+    script.write_text(
+        "import errno, json, sys, pyseccomp as s\n"
+        "from secrun.plugins.seccomp import probe\n"
+        "f = s.SyscallFilter(s.ALLOW)\n"
+        "for n in ('mount', 'ptrace', 'bpf', 'keyctl', 'swapon'):\n"
+        "    f.add_rule(s.ERRNO(errno.EPERM), n)\n"
+        "f.add_rule(s.ERRNO(errno.EPERM), 'unshare', s.Arg(0, s.MASKED_EQ, 0x10000000,"
+        " 0x10000000))\n"
+        "f.add_rule(s.KILL_PROCESS, 'kexec_load')\n"
+        "f.add_rule(s.ERRNO(errno.EPERM), 'setns', s.Arg(1, s.EQ, 0))\n"
+        "f.load()\n"
+        "print(json.dumps(probe.probe_syscalls()), flush=True)\n"
+        "sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        inside = json.loads(proc.stdout.readline())
+        r = run_secrun("audit", "--format", "json", "--pid", str(proc.pid), "--reference", "self")
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert r.rc == 0, r
+    outside = {k: v for k, v in json.loads(r.out)["facts"].items() if k.startswith("syscall.")}
+    assert outside == inside
+    for n in ("mount", "ptrace", "unshare", "kexec_load", "setns"):
+        assert outside[f"syscall.{n}"] == "blocked", n
+    assert outside["syscall.chroot"] == "allowed"
+
+
+def test_the_judge_counts_the_probed_calls_only():
+    """``seccomp.filter`` is judged over the calls of the plugin's own probe table: another
+    ``syscall.*`` fact (a third-party plugin's, say) does not change the verdict."""
+    from secrun.plugins.seccomp.audit import judge_filter
+    from secrun.plugins.seccomp.probe import SYSCALLS
+
+    facts = {"status.Seccomp": "2", "status.Seccomp_filters": "1"}
+    facts.update({f"syscall.{n}": "blocked" for n in SYSCALLS})
+    facts["syscall.ptrace"] = "allowed"
+    judged = judge_filter(facts)
+    assert judged == judge_filter({**facts, "syscall.not_probed": "allowed"})
+    assert judged == (1 / len(SYSCALLS), f"1 filter(s); {len(SYSCALLS) - 1}/{len(SYSCALLS)} "
+                      "sensitive calls blocked")
+
+
+@needs_root
 def test_launch_does_not_import_pyseccomp(write_profile):
     p = only_seccomp(write_profile, "")
     assert run_secrun("--profile", p, "/bin/true").rc == 0      # plan cached
