@@ -241,7 +241,7 @@ def _outside_view(pid: int, ref: dict) -> tuple[Facts, list[str]]:
     notes: list[str] = []
     facts: Facts = {}
     try:
-        facts, more = outside.outside(pid, ref, syscalls=False)
+        facts, more = outside.outside(pid, ref)
         notes += more
     except OSError as e:
         notes.append(f"outside view of the probe failed: {e}")

@@ -19,7 +19,6 @@ probe (see :func:`inside`).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -35,40 +34,6 @@ if TYPE_CHECKING:
 
 NAMESPACES = ("user", "pid", "mnt", "net", "uts", "ipc", "cgroup", "time")
 CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-
-# Sensitive system calls, probed with arguments the kernel rejects (EINVAL/EFAULT/EBADF/ESRCH/
-# EOPNOTSUPP) before anything happens, so a call that gets past a filter does nothing.  A call
-# that is refused (EPERM/EACCES/ENOSYS, or the process is killed) is "blocked".
-# name: (x86_64 number, aarch64 number, args, capability checked before the arguments or None,
-#        what the probe proves).  The numbers are here, not in secrun.kernel.SYSCALLS, because
-#        this file runs without secrun; checked against libseccomp's tables like those.
-SYSCALLS: dict[str, tuple[int, int | None, tuple[int, ...], int | None, str]] = {
-    "unshare": (272, 97, (0x10000001,), None, "new namespaces (CLONE_NEWUSER, invalid flag)"),
-    "setns": (308, 268, (-1, 0), None, "joining other namespaces (fd -1)"),
-    "mount": (165, 40, (0, 0, 0, 0, 0), None, "mounting (NULL target)"),
-    "umount2": (166, 39, (0, 0xffffffff), None, "unmounting (bad flags)"),
-    "pivot_root": (155, 41, (0, 0), 21, "changing the root (NULL paths)"),
-    "chroot": (161, 51, (0,), None, "chroot (NULL path)"),
-    "ptrace": (101, 117, (0x7fff, 0, 0, 0), None, "tracing other processes (bad request, pid 0)"),
-    "process_vm_readv": (310, 270, (0, 0, 0, 0, 0, 1), None,
-                         "reading other processes' memory (bad flags)"),
-    "keyctl": (250, 219, (-1, 0, 0, 0, 0), None, "kernel keyrings (bad command)"),
-    "add_key": (248, 217, (0, 0, 0, 0, 0), None, "kernel keyrings (NULL type)"),
-    "bpf": (321, 280, (-1, 0, 0), None, "eBPF programs and maps (bad command)"),
-    "perf_event_open": (298, 241, (0, 0, -1, -1, 0), None, "performance counters (NULL attr)"),
-    "open_by_handle_at": (304, 265, (-1, 0, 0), None, "opening files by handle (fd -1)"),
-    "init_module": (175, 105, (0, 0, 0), 16, "loading kernel modules (NULL image)"),
-    "finit_module": (313, 273, (-1, 0, 0), 16, "loading kernel modules (fd -1)"),
-    "delete_module": (176, 106, (0, 0), 16, "unloading kernel modules (NULL name)"),
-    "kexec_load": (246, 104, (0, 0, 0, 0xffffffff), 22, "loading a new kernel (bad flags)"),
-    "reboot": (169, 142, (0, 0, 0, 0), 22, "rebooting (wrong magic)"),
-    "swapon": (167, 224, (0, 0xffffffff), None, "swap devices (bad flags)"),
-    "clock_settime": (227, 112, (-1, 0), None, "setting the clock (bad clock)"),
-    "settimeofday": (164, 170, (1, 0), None, "setting the clock (bad pointer)"),
-    "iopl": (172, None, (4,), None, "raw I/O port access (level 4, x86 only)"),
-    "acct": (163, 89, (1,), 20, "process accounting (bad pointer)"),
-}
-BLOCKED_ERRNOS = (errno.EPERM, errno.EACCES, errno.ENOSYS)
 
 RLIMIT_NAMES = {
     "Max cpu time": "cpu", "Max file size": "fsize", "Max data size": "data",
@@ -327,64 +292,24 @@ def proc_facts(proc: str, ref: dict, root: str | None = None) -> dict[str, str]:
     return facts
 
 
-# --- inside only: probing system calls ---------------------------------------------------------
-
-def _arch() -> int | None:
-    m = os.uname().machine
-    return 0 if m == "x86_64" else 1 if m in ("aarch64", "arm64") else None
-
+# --- inside only: the death signal -------------------------------------------------------------
 
 _LIBC: list[tuple[Any, Any]] = []
 
 
 def _libc() -> tuple[Any, Any]:
-    """The C library through ctypes, opened once, with the two prototypes the probe uses (not
+    """The C library through ctypes, opened once, with the prototype the probe uses (not
     :mod:`secrun.kernel`: this file runs without secrun)."""
     if not _LIBC:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall.restype, libc.syscall.argtypes = ctypes.c_long, (ctypes.c_long,)
         libc.prctl.restype, libc.prctl.argtypes = ctypes.c_int, (ctypes.c_int,)
         _LIBC.append((ctypes, libc))
     return _LIBC[0]
 
 
 PR_GET_PDEATHSIG = 2
-
-
-def probe_syscalls() -> dict[str, str]:
-    """{"syscall.NAME": "blocked"|"allowed"}: each call made in a forked child, so that a
-    filter that kills the process kills only that child."""
-    ctypes, libc = _libc()
-    arch = _arch()
-    out: dict[str, str] = {}
-    if arch is None:
-        return out
-    for name, spec in SYSCALLS.items():
-        nr, args = spec[1] if arch else spec[0], spec[2]
-        if nr is None:
-            continue
-        cargs = [ctypes.c_long(a) for a in args]
-        try:
-            pid = os.fork()
-        except OSError:
-            pid = None
-        if pid == 0:
-            ret = libc.syscall(nr, *cargs)
-            os._exit(0 if ret >= 0 else min(ctypes.get_errno(), 250) or 251)
-        if pid is None:  # no fork allowed: probe in this process (a kill action ends the probe)
-            ret = libc.syscall(nr, *cargs)
-            err = 0 if ret >= 0 else ctypes.get_errno()
-            out[f"syscall.{name}"] = "blocked" if err in BLOCKED_ERRNOS else "allowed"
-            continue
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):
-            out[f"syscall.{name}"] = "blocked"
-        else:
-            err = os.WEXITSTATUS(status)
-            out[f"syscall.{name}"] = "blocked" if err in BLOCKED_ERRNOS else "allowed"
-    return out
 
 
 def pdeathsig() -> str:
@@ -409,7 +334,6 @@ def inside(ref: dict, dispositions: list[str] | None = None) -> dict[str, str]:
     facts["id.uid"] = str(os.getuid())
     facts["id.gid"] = str(os.getgid())
     facts["id.groups"] = " ".join(str(g) for g in os.getgroups())
-    facts.update(probe_syscalls())
     return facts
 
 
