@@ -180,9 +180,9 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
       ``"no"``, or ``"none"`` (in no secrun group);
     - ``plan.cache``: ``"fresh"``, ``"stale"`` or ``"none"``: what a launch with the same
       arguments from the same directory would take from the plan cache;
-    - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, probed harmlessly (``"blocked"``: refused
-      with EPERM/EACCES/ENOSYS or killed before the kernel looked at the arguments); the probed
-      names are listed in ``docs/audit.md``;
+    - ``syscall.<name>``: ``"blocked"`` or ``"allowed"``, provided by the seccomp plugin, probed
+      harmlessly (``"blocked"``: refused with EPERM/EACCES/ENOSYS or killed before the kernel
+      looked at the arguments); the probed names are listed in ``docs/seccomp.md``;
     - ``fs.root_writable``: ``"yes"``/``"no"``; ``fs.home``: ``"hidden"``/``"ro"``/``"rw"``;
       ``fs.tmp``: ``"private"``/``"host"``; ``fs.dev``: ``"minimal"``/``"host"``;
       ``fs.proc_sys``: ``"ro"``/``"rw"`` (the mounts at those paths, from ``mountinfo``);
