@@ -109,10 +109,7 @@ def profiles_check(files: tuple[str, ...]) -> None:
             else "./" + f
         p = _plan.build([ref])
         click.echo(f"{f}: ok")
-        notes = list(p["notes"])
-        for data in p["plan"].values():  # transitional: plans that carry their own notes
-            notes += (data.get("notes") or []) if isinstance(data, dict) else []
-        for note in notes:
+        for note in p["notes"]:
             click.echo(f"{f}: note: {note}")
 
 

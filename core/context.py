@@ -109,7 +109,7 @@ class _Context:
 class PlanContext(_Context):
     """What ``secrun_compile`` may use, besides :class:`_Context`'s members."""
 
-    __slots__ = ("deps", "notes", "_publishes", "plan")
+    __slots__ = ("deps", "notes", "_publishes")
 
     def __init__(self, config: Config, origins: Origins, requires: FactNames,
                  publishes: FactNames, verbose: int = 0) -> None:
@@ -117,7 +117,6 @@ class PlanContext(_Context):
         self.deps: list[str] = []
         self.notes: list[str] = []
         self._publishes = publishes
-        self.plan: dict[str, Any] = {}  # transitional: compile hooks that store their plan here
 
     @property
     def facts(self) -> dict[str, object]:
@@ -159,17 +158,14 @@ class RunContext(_Context):
     """
 
     __slots__ = ("argv", "env", "pid", "status", "stage", "in_child",
-                 "fork_after_namespaces", "reports", "_plans", "_states", "_warn_sink",
-                 "_legacy")
+                 "fork_after_namespaces", "reports", "_plans", "_states", "_warn_sink")
 
     def __init__(self, config: Config, origins: Origins, plans: dict[str, Any],
                  facts: dict[str, object], requires: FactNames, argv: Sequence[str] = (),
-                 env: dict[str, str] | None = None, verbose: int = 0,
-                 legacy: Sequence[str] = ()) -> None:
+                 env: dict[str, str] | None = None, verbose: int = 0) -> None:
         super().__init__(config, origins, facts, requires, verbose)
         self._plans = plans
-        self._legacy = legacy
-        self._states: dict[Any, Any] = {}  # {plugin: its state}, or the legacy shared dict
+        self._states: dict[str, dict[str, Any]] = {}  # {plugin: its state}
         self.argv = list(argv)
         self.env = dict(os.environ) if env is None else env
         self.pid: int | None = None
@@ -184,18 +180,15 @@ class RunContext(_Context):
     def plan(self) -> Any:
         """This plugin's compiled plan (None if its compile returned nothing); typed ``Any``:
         it is the plugin's own plan TypedDict (``plan: XPlan = ctx.plan``)."""
-        if self.plugin in self._legacy:
-            return self._plans
         return self._plans.get(self.plugin or "")
 
     @property
     def state(self) -> dict[str, Any]:
         """This plugin's per-run scratch dict."""
-        if self.plugin in self._legacy:
-            return self._states
-        st = self._states.get(self.plugin)
+        key = self.plugin or ""
+        st = self._states.get(key)
         if st is None:
-            st = self._states[self.plugin] = {}
+            st = self._states[key] = {}
         return st
 
     def warn(self, text: str) -> None:
@@ -220,14 +213,13 @@ class AuditContext(_Context):
       probe), to be looked at from outside (``/proc/<pid>/...``); None in ``secrun_audit``.
     """
 
-    __slots__ = ("argv", "pid", "_plans", "_legacy")
+    __slots__ = ("argv", "pid", "_plans")
 
     def __init__(self, config: Config, origins: Origins, plans: dict[str, Any],
                  facts: dict[str, object], requires: FactNames, argv: Sequence[str] = (),
-                 pid: int | None = None, legacy: Sequence[str] = ()) -> None:
+                 pid: int | None = None) -> None:
         super().__init__(config, origins, facts, requires)
         self._plans = plans
-        self._legacy = legacy
         self.argv = list(argv)
         self.pid = pid
 
@@ -235,79 +227,4 @@ class AuditContext(_Context):
     def plan(self) -> Any:
         """This plugin's compiled plan (None if its compile returned nothing); typed ``Any``:
         it is the plugin's own plan TypedDict (``plan: XPlan = ctx.plan``)."""
-        if self.plugin in self._legacy:
-            return self._plans
         return self._plans.get(self.plugin or "")
-
-
-# The launch path's context until every plugin speaks the phase contexts above.
-class Context:
-    """What a hook may read and write.
-
-    - ``config``: {section: {key: value}}, the validated, merged profile (read-only by contract).
-    - ``origins``: {section: {key: "file:[section].key"}}, where each value came from.
-    - ``plan``: {section: data}, what ``secrun_compile`` stored (read-only after planning).
-    - ``state``: {section: anything}, per-run scratch space, lives in the supervisor and (forked
-      copy) in the child.
-    - ``argv``: the workload's argv; ``env``: the environment it will get (dict, mutable in the
-      ``rlimits`` stage); ``cwd``: the directory secrun was started from.
-    - ``pid``: in the supervisor, the child's pid (after fork); ``status``: raw wait status.
-    - ``fork_after_namespaces``: set by a plugin that made a pid/time namespace.
-    """
-
-    __slots__ = ("config", "origins", "plan", "state", "argv", "env", "cwd", "pid", "status",
-                 "verbose", "fork_after_namespaces", "stage", "plugin", "warnings", "reports",
-                 "deps", "uid", "gid", "_warn_sink", "in_child")
-
-    def __init__(self, config: Config, origins: Origins, plan: dict[str, Any],
-                 argv: Sequence[str] = (), env: dict[str, str] | None = None,
-                 verbose: int = 0) -> None:
-        self.config = config
-        self.origins = origins
-        self.plan = plan
-        self.state: dict[str, Any] = {}
-        self.argv = list(argv)
-        self.env = dict(os.environ) if env is None else env
-        self.cwd = working_directory()
-        self.uid = os.getuid()
-        self.gid = os.getgid()
-        self.pid: int | None = None
-        self.status: int | None = None
-        self.verbose = verbose
-        self.fork_after_namespaces = False
-        self.stage: str | None = None
-        self.plugin: str | None = None
-        self.warnings: list[str] = []
-        self.reports: list[str] = []
-        self.deps: list[str] = []
-        self.in_child = False
-        self._warn_sink: Callable[[str], object] | None = None
-
-    def section(self, name: str) -> dict[str, Any] | None:
-        """The section's config, or None when the profile does not have it."""
-        return self.config.get(name)
-
-    def required(self, section: str) -> bool:
-        return bool(self.config.get(section, {}).get("required", True))
-
-    def warn(self, text: str) -> None:
-        """Report a best-effort control that was not applied (stderr, and the audit)."""
-        self.warnings.append(text)
-        if self._warn_sink is not None:
-            self._warn_sink(text)
-        else:
-            sys.stderr.write(f"secrun: warning: {text}\n")
-
-    def report(self, text: str) -> None:
-        """Say something about the run to the user (e.g. why the workload was killed)."""
-        self.reports.append(text)
-        sys.stderr.write(f"secrun: {text}\n")
-
-    def log(self, text: str) -> None:
-        """Verbose (-v) diagnostics, with the time since secrun started."""
-        if self.verbose:
-            sys.stderr.write(f"secrun: {(perf_counter() - T0) * 1000:7.2f} ms  {text}\n")
-
-    def depends_on(self, path: str) -> None:
-        """At planning time: the compiled plan depends on this file; a change invalidates it."""
-        self.deps.append(os.path.abspath(path))

@@ -158,7 +158,7 @@ def run(plan: Plan, argv: list[str], verbose: int = 0, env: dict[str, str] | Non
     ``always`` or ``never`` (see :mod:`secrun.terminal`).  ``sup``: the :class:`Supervisor`
     whose handlers are already in place (the command installs them first thing)."""
     ctx = RunContext(plan["config"], plan["origins"], plan["plan"], plan["facts"], plan["reads"],
-                     argv, env, verbose, plan.get("legacy", ()))
+                     argv, env, verbose)
     ctx.log("plan ready")
     dispatch = plan["dispatch"]
     if sup is None:

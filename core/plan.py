@@ -155,8 +155,6 @@ def _compile(plugins: Plugins, active: list[str], order: list[str], ctx: PlanCon
         ctx.plugin = plugin
         try:
             got = fn(ctx=ctx)
-            if got is None:
-                got = ctx.plan.pop(plugin, None)
             if got is not None:
                 plans[plugin] = got
         except ConfigError as e:
@@ -190,9 +188,6 @@ def _assemble(plugins: Plugins, active: list[str], ctx: PlanContext, plans: dict
         "facts": ctx.facts,
         "reads": {p: list(reads.get(p, ())) for p in active},
         "notes": ctx.notes,
-        # transitional: plugins that still read the whole plan (no secrun_facts declared)
-        "legacy": [n for n in active
-                   if getattr(plugins.info[n].module, "secrun_facts", None) is None],
         "dispatch": plugins.dispatch(active, ctx.config),
         "active": active,
         "plugins": [(i.name, i.dist, i.version, i.file, i.builtin, list(i.sections))

@@ -14,8 +14,7 @@ judges, the same functions for both, so the two views score the same process the
 The categories are those the registered plugins declare with ``secrun_audit_categories``
 (:meth:`secrun.registry.Plugins.categories`).  Several plugins may contribute to one id (AppArmor
 and SELinux to ``mac``): one category, whose importance they must agree on, whose judges are
-combined by its ``combine``.  Built-in plugins that declare none yet keep their entries of the
-legacy table (:mod:`secrun.audit.legacy`).
+combined by its ``combine``.  A category no active plugin reports on counts 1.0.
 """
 
 from __future__ import annotations
@@ -71,22 +70,21 @@ class Scored:
 
     __slots__ = ("combine", "id", "importance", "judges", "meaning", "plugins", "title")
 
-    def __init__(self, owners: tuple[str, ...], cat: Category) -> None:
+    def __init__(self, plugin: str, cat: Category) -> None:
         self.id, self.title, self.meaning = cat.id, cat.title, cat.meaning
         self.importance = float(cat.importance)
         self.combine: Combine = cat.combine
         self.plugins: list[str] = []
         self.judges: list[tuple[str, Judge]] = []
-        self.add(owners, cat)
+        self.add(plugin, cat)
 
     @property
     def plugin(self) -> str:
         """The contributing plugins, as the report shows them ("apparmor|selinux")."""
         return "|".join(self.plugins)
 
-    def add(self, owners: tuple[str, ...], cat: Category) -> None:
+    def add(self, who: str, cat: Category) -> None:
         """Another plugin's contribution to this id."""
-        who = "|".join(owners)
         if not isclose(float(cat.importance), self.importance, abs_tol=1e-9):
             raise PluginError(f"plugins {self.plugin!r} and {who!r} both declare the audit "
                               f"category {self.id!r}, with importance {self.importance:g} and "
@@ -95,7 +93,8 @@ class Scored:
             raise PluginError(f"plugins {self.plugin!r} and {who!r} both declare the audit "
                               f"category {self.id!r}, combined by {self.combine!r} and "
                               f"{cat.combine!r}: they must agree")
-        self.plugins += [o for o in owners if o not in self.plugins]
+        if who not in self.plugins:
+            self.plugins.append(who)
         if cat.judge is not None:
             self.judges.append((who, cat.judge))
 
@@ -127,15 +126,12 @@ class Scored:
 class Table:
     """The categories the score is computed over, in report order."""
 
-    __slots__ = ("by_id", "categories", "legacy_plugins", "total")
+    __slots__ = ("by_id", "categories", "total")
 
-    def __init__(self, categories: Iterable[Scored], legacy_plugins: Iterable[str] = ()) -> None:
+    def __init__(self, categories: Iterable[Scored]) -> None:
         self.categories = list(categories)
         self.by_id = {c.id: c for c in self.categories}
         self.total = round(sum(c.importance for c in self.categories), 6)
-        # LEGACY: built-in plugins that declare no category yet (their rows are categorized by
-        # secrun.audit.legacy.categorize)
-        self.legacy_plugins = frozenset(legacy_plugins)
 
 
 def check_category(plugin: str, cat: object) -> Category:
@@ -169,31 +165,15 @@ def declared(plugins: Plugins) -> list[tuple[str, Category]]:
     return [(p, check_category(p, c)) for p, c in got]
 
 
-def _in_plugin_order(plugins: Plugins, own: list[tuple[str, Category]], old: set[str]
-                     ) -> list[tuple[tuple[str, ...], Category]]:
-    """The contributions in the order of the plugins' registration: each plugin's declared
-    categories, or its legacy entries."""
-    from . import legacy  # LEGACY
-
-    out: list[tuple[tuple[str, ...], Category]] = []
-    kept = legacy.contributions(old)
-    for name in plugins.info:
-        out += [((p,), c) for p, c in own if p == name]
-        out += [(owners, c) for owners, c in kept if owners[0] == name]
-    return out + [(owners, c) for owners, c in kept if owners == ("-",)]
-
-
 def table(plugins: Plugins) -> Table:
-    """The score's categories: the registered plugins' declared ones, merged by id, and the
-    legacy entries of the built-in plugins that declare none yet."""
-    own = declared(plugins)
-    declaring = {p for p, _ in own}
-    old = {n for n, i in plugins.info.items() if i.builtin and n not in declaring}
+    """The score's categories: the registered plugins' declared ones, merged by id, in the
+    order of the plugins' registration."""
     merged: dict[str, Scored] = {}
-    for owners, cat in _in_plugin_order(plugins, own, old):
+    rank = {name: i for i, name in enumerate(plugins.info)}
+    for plugin, cat in sorted(declared(plugins), key=lambda pc: rank.get(pc[0], len(rank))):
         have = merged.get(cat.id)
         if have is None:
-            merged[cat.id] = Scored(owners, cat)
+            merged[cat.id] = Scored(plugin, cat)
         else:
-            have.add(owners, cat)
-    return Table(merged.values(), old)
+            have.add(plugin, cat)
+    return Table(merged.values())

@@ -73,8 +73,7 @@ def live_context(pid: int, plan: dict | None = None, argv: list[str] | None = No
     if plan is None:
         return LiveContext({}, {}, {}, {}, {}, list(argv or ()), pid=pid)
     return LiveContext(plan["config"], plan["origins"], plan["plan"], plan["facts"],
-                       plan["reads"], list(argv or ()), pid=pid,
-                       legacy=plan.get("legacy", ()))
+                       plan["reads"], list(argv or ()), pid=pid)
 
 
 def plugin_probes(plugins: Plugins) -> list[list[str]]:

@@ -73,10 +73,6 @@ def check_row(plugin: str, row: Any) -> AuditRow:
 def category_of(row: AuditRow, table: Table) -> str | None:
     """The scored category a row names (None: listed, not scored)."""
     cat = row["category"]
-    if row["plugin"] in table.legacy_plugins and cat not in table.by_id:
-        from . import legacy  # LEGACY: rows of built-ins that declare no category, guessed
-
-        cat = legacy.categorize(dict(row))
     return cat if cat in table.by_id else None
 
 
@@ -98,7 +94,7 @@ def plugin_rows(plugins: Plugins, plan: dict, table: Table, argv: list[str]) -> 
     from ..context import AuditContext
 
     ctx = AuditContext(plan["config"], plan["origins"], plan["plan"], plan["facts"],
-                       plan["reads"], list(argv), legacy=plan.get("legacy", ()))
+                       plan["reads"], list(argv))
     rows = []
     for plugin, fn in plugins.order("secrun_audit", plan["active"]):
         ctx.plugin = plugin
