@@ -13,7 +13,7 @@
 - :func:`prctl` and the ``PR_*`` options secrun uses.
 
 Imported only where raw calls are made (``import ctypes`` costs a few milliseconds, which an
-unconfined launch does not pay).  The live-audit probe (:mod:`secrun.probe`) runs without
+unconfined launch does not pay).  The live-audit probe (:mod:`secrun.audit.probe`) runs without
 secrun inside the sandbox, so it keeps its own table of the calls it probes.
 """
 

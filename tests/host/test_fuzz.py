@@ -514,7 +514,7 @@ def cli(*argv) -> Result:
                 rc = main(list(argv))
             except Hang:
                 rc = "hang"
-            except BaseException as e:  # noqa: BLE001 - what escapes main() is a traceback
+            except BaseException as e:  # what escapes main() is a traceback
                 import traceback
 
                 err.write("Traceback (most recent call last):\n" + "".join(
@@ -601,7 +601,7 @@ def _memoised_apparmor_parser():
         if key not in memo:
             try:
                 memo[key] = (True, real_run(parser, args, text, path, preamble_lines))
-            except Exception as e:  # noqa: BLE001 - replayed as raised
+            except Exception as e:  # replayed as raised
                 memo[key] = (False, e)
         ok, value = memo[key]
         if ok:
