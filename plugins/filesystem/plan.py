@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 
 ROOT_WORDS = ("nosuid", "nodev", "noexec")
 
-# The OCI runtime spec's default masked and read-only paths; profiles/strict.toml uses them.
-OCI_MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-              "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-              "/sys/firmware", "/sys/devices/virtual/powercap"]
-OCI_READ_ONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-
 # --- the plan -----------------------------------------------------------------------------------
 
 # fsconfig options of a new filesystem: (key, value) bytes, value None for a flag option
