@@ -38,9 +38,10 @@ call order pluggy computed at planning time, importing only the modules that def
 hooks (keep planning code in another module: a launch from the cache never imports it).
 
 Threads: no thread may be alive when the core forks (a multi-threaded process cannot enter a new
-user or time namespace, and a lock held by a thread stays held in the child).  Work that should
-overlap the child's setup starts in a parent-side stage after the fork (``after_fork``) and ends
-by the next one that needs it.
+user or time namespace, and a lock a thread holds stays held in the child); the core refuses the
+fork, exit 125.  Work that should overlap the child's setup runs in a helper process (the cgroups
+plugin spawns one in ``prepare`` and reaps it in ``attach``) or starts in a parent-side stage
+after the fork.
 
 Imports: the core imports every active plugin's stage module in the supervisor before fork;
 after the ``mounts`` stage the child may no longer see the Python installation.  Import what

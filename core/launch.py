@@ -226,6 +226,14 @@ class _Child:
             self.term = needed(tty)
 
 
+def _threads() -> int:
+    """How many threads secrun has (1 where /proc cannot tell)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 def _launch(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, tty: str) -> int:
     try:
         c = _Child(tty)
@@ -233,6 +241,15 @@ def _launch(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, tty: str) -> i
         return _fail(f"stage 'fork' failed in plugin 'core': {describe_oserror(e)} (the "
                      f"workload's pipes or terminal; --tty=never goes without a terminal)")
     _preload(dispatch)
+    threads = _threads()
+    if threads > 1:
+        # A multi-threaded process cannot enter a new user or time namespace, and a lock a
+        # thread holds stays held in the child: the contract forbids threads at fork.
+        if c.term is not None:
+            c.term.finish()
+        return _fail(f"stage 'fork' failed in plugin 'core': {threads} threads alive in secrun "
+                     f"at fork (/proc/self/task): a plugin left a thread running, which the "
+                     f"plugin contract forbids")
     if _may_hand_over(dispatch):
         _prctl(PR_SET_CHILD_SUBREAPER, 1, "prctl(PR_SET_CHILD_SUBREAPER)")
     sys.stdout.flush()

@@ -119,6 +119,19 @@ def test_cleanup_runs_after_a_failed_launch(secrun, write_profile, tmp_path):
     assert read_log(log)[-1][0] == "cleanup"
 
 
+def test_a_thread_alive_at_fork_stops_the_launch(secrun, write_profile, tmp_path):
+    """The contract forbids threads at fork (a multi-threaded process cannot enter a new user or
+    time namespace, and a lock a thread holds stays held in the child): a plugin that leaves
+    one running from prepare gets the launch refused, nothing run, cleanup done."""
+    prof, log = marker_profile(write_profile, tmp_path, thread=True)
+    marker = tmp_path / "ran"
+    r = secrun("-p", prof, "--", "touch", str(marker))
+    assert r.rc == 125, r
+    assert "stage 'fork' failed in plugin 'core': 2 threads alive" in r.err, r
+    assert not marker.exists()
+    assert [line[0] for line in read_log(log)] == ["prepare", "cleanup"]
+
+
 # --- exit codes and pass-through ---------------------------------------------------------------
 
 def test_exit_codes(secrun, tmp_path):

@@ -15,6 +15,8 @@ def secrun_profile_sections():
         Field("log", str, "", "file to append 'stage pid ppid' lines to"),
         Field("fail_stage", str, "", "stage in which to raise", choices=("",) + STAGE_NAMES),
         Field("fork", bool, False, "ask the core to fork after the namespaces stage"),
+        Field("thread", bool, False, "leave a thread running from the prepare stage (which "
+              "the contract forbids)"),
     ])]
 
 
@@ -44,6 +46,11 @@ def _make(stage):
         _record(ctx, stage)
         if stage == "namespaces" and ctx.config["marker"]["fork"]:
             ctx.fork_after_namespaces = True
+        if stage == "prepare" and ctx.config["marker"]["thread"]:
+            import threading
+            import time
+
+            threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
 
     hook.__name__ = "secrun_" + stage
     return hookimpl(hook)
