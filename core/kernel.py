@@ -142,3 +142,19 @@ def syscall(name: str) -> Callable[..., int]:
     def bound(*args: object) -> int:
         return call(n, *args)
     return bound
+
+
+def write_file(path: str, data: bytes | str, what: str | None = None) -> None:
+    """Write ``data`` to the kernel file ``path`` in one ``write`` (a /proc or securityfs file
+    takes a map, a label or a policy as one write); a failure is a
+    :class:`~secrun.errors.SyscallError` naming the file (or ``what``)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise error(path, e.errno) from None
+    try:
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    except OSError as e:
+        raise error(what or path, e.errno) from None
+    finally:
+        os.close(fd)

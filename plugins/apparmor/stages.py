@@ -95,19 +95,14 @@ def _library() -> ctypes.CDLL:
 
 def _load(plan: ApparmorPlan) -> None:
     """Load (or replace) the plan's binary policy in the kernel."""
-    from secrun.kernel import error
+    from secrun.kernel import write_file
 
     policy = plan["policy"]
     if policy is None:
         return
     replace = os.path.join(AAFS, ".replace")
-    fd = os.open(replace, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, policy)  # the kernel takes the whole policy in one write
-    except OSError as e:
-        raise error(f"{replace} (loading {plan['file']})", e.errno) from None
-    finally:
-        os.close(fd)
+    # the kernel takes the whole policy in one write
+    write_file(replace, policy, f"{replace} (loading {plan['file']})")
 
 
 # --- launching ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from fcntl import ioctl  # built into the interpreter: no file to load
 
 from secrun import hookimpl
 from secrun.errors import SetupError, describe_oserror
-from secrun.kernel import check, error, get_errno, libc
+from secrun.kernel import check, error, get_errno, libc, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -159,19 +159,6 @@ def _id_maps(plan: NamespacesPlan) -> tuple[str, str, str]:
     return f"{uid} {uid} 1\n", f"{gid} {gid} 1\n", "deny"
 
 
-def _write(path: str, text: str) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise error(path, e.errno) from None
-    try:
-        os.write(fd, text.encode())
-    except OSError as e:
-        raise error(f"write {path} ({text.strip()!r})", e.errno) from None
-    finally:
-        os.close(fd)
-
-
 @hookimpl
 def secrun_after_fork(ctx: RunContext) -> None:
     plan: NamespacesPlan = ctx.plan
@@ -186,9 +173,9 @@ def secrun_after_fork(ctx: RunContext) -> None:
     except OSError as e:
         raise error(f"{proc}/ns/user", e.errno) from None
     uid_map, gid_map, setgroups = _id_maps(plan)
-    _write(f"{proc}/setgroups", setgroups)
-    _write(f"{proc}/uid_map", uid_map)
-    _write(f"{proc}/gid_map", gid_map)
+    for name, text in (("setgroups", setgroups), ("uid_map", uid_map), ("gid_map", gid_map)):
+        path = f"{proc}/{name}"
+        write_file(path, text, f"write {path} ({text.strip()!r})")
 
 
 @hookimpl
