@@ -2,8 +2,9 @@
 
 Plugins own every control; this module only walks :data:`secrun.stages.STAGES` and calls each
 stage's hook implementations from the plan's dispatch table.  It is on the launch path of every
-sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``_signal`` and (through
-:mod:`secrun.protocol`) ``marshal``.
+sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``_signal``, ``marshal``
+(through :mod:`secrun.protocol`) and :mod:`secrun.kernel` (``ctypes``: every launch sets the
+death signal and the supervisor's dumpability, which only ``prctl`` does).
 
 Processes::
 
@@ -50,12 +51,14 @@ Lifetime and session (each a promise the live audit checks):
 from __future__ import annotations
 
 import _signal
+import ctypes
 import os
 import sys
 from time import perf_counter as _now
 
 from .context import RunContext
 from .errors import EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, describe_oserror
+from .kernel import NR, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
 from .protocol import FINAL, STATUS, ProtocolError, Reader, release, released, send
 from .stages import (
     ANNOUNCE,
@@ -84,9 +87,6 @@ if TYPE_CHECKING:
 
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
-PR_SET_PDEATHSIG = 1
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class StageFailure(Exception):
@@ -146,12 +146,6 @@ class Supervisor:
             _signal.signal(s, self.handler)
 
 
-def _prctl(option: int, arg: int, what: str) -> None:
-    from .kernel import check, libc
-
-    check(libc.prctl(option, arg, 0, 0, 0), what)
-
-
 def run(plan: Plan, argv: list[str], verbose: int = 0, env: dict[str, str] | None = None,
         tty: str = "auto", sup: Supervisor | None = None) -> int:
     """Launch ``argv`` under ``plan``; returns secrun's exit status.  ``tty``: ``auto``,
@@ -200,9 +194,6 @@ def _preload(dispatch: Dispatch) -> None:
         for modname, _fname, _plugin, _required in rows:
             if modname not in sys.modules:
                 __import__(modname)
-    # prctl for the death signal, in the child's first and last steps
-    if "secrun.kernel" not in sys.modules:
-        from . import kernel  # noqa: F401
 
 
 class _Child:
@@ -251,7 +242,7 @@ def _launch(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, tty: str) -> i
                      f"at fork (/proc/self/task): a plugin left a thread running, which the "
                      f"plugin contract forbids")
     if _may_hand_over(dispatch):
-        _prctl(PR_SET_CHILD_SUBREAPER, 1, "prctl(PR_SET_CHILD_SUBREAPER)")
+        prctl(PR_SET_CHILD_SUBREAPER, 1, what="prctl(PR_SET_CHILD_SUBREAPER)")
     sys.stdout.flush()
     sys.stderr.flush()
     ctx.log("fork")
@@ -271,7 +262,7 @@ def _launch(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, tty: str) -> i
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARDED)
     # The supervisor holds the caller's terminal and its pipes to the sandbox: a workload of
     # the same uid may not open them through /proc/<secrun>/fd, nor ptrace secrun.
-    _prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+    prctl(PR_SET_DUMPABLE, 0, what="prctl(PR_SET_DUMPABLE)")
     os.close(c.w_status)
     os.close(c.r_go)
     os.close(c.w_final)
@@ -570,7 +561,7 @@ def _child(ctx: RunContext, dispatch: Dispatch, c: _Child) -> None:
     try:
         # Die with the supervisor from the first instruction on; a supervisor that died before
         # this line shows as a closed life pipe.
-        _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+        prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, what="prctl(PR_SET_PDEATHSIG)")
         os.close(c.w_life)
         if _supervisor_gone(c):
             os._exit(EXIT_FAILED)
@@ -701,7 +692,7 @@ def _close_fds(keep: tuple[int, ...]) -> None:
 
 # rt_sigaction(2), for the signals libc keeps for itself (32 and 33: its sigaction() refuses
 # them), which a caller may still have left ignored
-_NR_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
+_NR_RT_SIGACTION = NR.get("rt_sigaction")
 
 
 def _reset_signals() -> None:
@@ -715,10 +706,6 @@ def _reset_signals() -> None:
         if sig not in (_signal.SIGKILL, _signal.SIGSTOP) and getsignal(sig) == ign:
             signal(sig, dfl)
     if _NR_RT_SIGACTION is not None:
-        import ctypes
-
-        from .kernel import libc
-
         old = ctypes.create_string_buffer(32)  # struct sigaction as the kernel has it
         for sig in range(32, 34):
             if sig not in valid and libc.syscall(_NR_RT_SIGACTION, sig, None, old, 8) == 0 \
@@ -745,7 +732,7 @@ def _exec(ctx: RunContext, c: _Child, parent: int | None) -> None:
     _reset_signals()
     # last, after every credential change (which clears it): the death signal of the process
     # that becomes the workload, bound to its parent (the supervisor, or the minimal init)
-    _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+    prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, what="prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent or _supervisor_gone(c):
         os._exit(EXIT_FAILED)
     ctx.log(f"exec {prog}")
@@ -786,13 +773,13 @@ def _init(ctx: RunContext, c: _Child) -> None:
     and the kernel kills every process of the namespace.  Never returns."""
     ctx.stage, ctx.plugin = "init", "core"
     w_status, w_final = c.w_status, c.w_final
-    _prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, "prctl(PR_SET_PDEATHSIG)")
+    prctl(PR_SET_PDEATHSIG, _signal.SIGKILL, what="prctl(PR_SET_PDEATHSIG)")
     if _supervisor_gone(c):
         os._exit(EXIT_FAILED)
     send(w_status, STATUS, "init")
     # Not dumpable: the workload (same uid, and pid 1 is its parent) may not ptrace pid 1, read
     # its memory or open its descriptors through /proc/1/fd; exec makes the workload dumpable.
-    _prctl(PR_SET_DUMPABLE, 0, "prctl(PR_SET_DUMPABLE)")
+    prctl(PR_SET_DUMPABLE, 0, what="prctl(PR_SET_DUMPABLE)")
     # Signals that arrive around the fork stay pending (blocked) instead of hitting
     # _abort_setup: the workload gets them with their default action once it unblocks them,
     # the init forwards them once its handlers are in place.
