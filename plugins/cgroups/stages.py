@@ -96,7 +96,7 @@ def limits_text(plan: CgroupsPlan) -> str:
 
 # --- prepare -------------------------------------------------------------------------------------
 
-@hookimpl
+@hookimpl(tryfirst=True)  # first: the warm-up below starts the kernel's wait early
 def secrun_prepare(ctx: RunContext) -> None:
     plan: CgroupsPlan = ctx.plan
     st = ctx.state
