@@ -52,7 +52,7 @@ bytecode:
 # forwarded signals until secrun's handlers are in place.  pip writes console scripts without
 # interpreter options, hence this step.
 launcher:
-	@syspath=$$($(PY) -I -c 'import sys; print([p for p in sys.path if p.endswith("site-packages") or "__editable__" in p])'); \
+	@syspath=$$($(PY) -I -c 'import sys; print(sorted((p for p in sys.path if p.endswith("site-packages") or "__editable__" in p), key=lambda p: "__editable__" not in p))'); \
 	  sed -e 's|@PYTHON@|$(abspath $(PY))|' -e "s|@SYSPATH@|$$syspath|" deps/secrun-launcher.in > $(BIN)/secrun.tmp
 	@chmod 755 $(BIN)/secrun.tmp && mv -f $(BIN)/secrun.tmp $(BIN)/secrun
 

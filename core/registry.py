@@ -235,7 +235,7 @@ class Plugins:
         core = os.path.dirname(os.path.abspath(__file__))
         own = [os.path.join(core, f) for f in ("registry.py", "compose.py", "plan.py", "facts.py",
                                                 "schema.py", "hookspecs.py", "stages.py",
-                                                "context.py", "capnames.py", "launch.py")]
+                                                "context.py", "kernel.py", "launch.py")]
         own += _tree(os.path.join(core, "plugins"))
         for info in self.info.values():
             if info.builtin or not info.file:

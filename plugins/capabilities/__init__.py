@@ -30,7 +30,7 @@ identity stage keeps the permitted set across its uid change); the audit uses ``
 ``namespaces.made`` and ``namespaces.user_root`` to tell which sets the workload ends up with.
 
 - :mod:`.stages`: the stage and the kernel interface it uses (capget/capset/prctl), what a
-  launch imports, with :mod:`secrun.capnames` (the capability names, shared with seccomp);
+  launch imports (the capability names are :mod:`secrun.kernel`'s, shared with seccomp);
 - :mod:`.plan`: the schema, the profile's capability lists and ``secrun_compile``;
 - :mod:`.audit`: ``secrun_audit``, the category ``capabilities`` and the one table of what each
   capability weighs in the exposure score.

@@ -12,8 +12,8 @@ import os
 from secrun import hookimpl
 from secrun.audit.categories import Category
 from secrun.audit.rows import Row
-from secrun.capnames import hexmask, names_of
 from secrun.context import AuditContext
+from secrun.kernel import cap_names_of, hexmask
 
 from .plan import SECTION, CapabilitiesPlan
 
@@ -103,11 +103,11 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
     uid = _workload_uid(ctx)
     sets = expected_sets(plan["want"], uid == 0, userns)
     final = sets["CapEff"]
-    kept = names_of(final)
+    kept = cap_names_of(final)
     lost = plan["want"] & ~final & ((1 << (plan["last"] + 1)) - 1)
     detail = (f"workload uid {uid}: " + ("root, so nothing inheritable or ambient"
                                          if uid == 0 else "non-root, so the kept set is ambient")
-              + (f"; asked for but not held by secrun: {', '.join(names_of(lost))}"
+              + (f"; asked for but not held by secrun: {', '.join(cap_names_of(lost))}"
                  if lost else ""))
     return [{
         "control": "capabilities", "section": SECTION, "key": "keep",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from secrun import capnames, hookimpl
+from secrun import hookimpl
 from secrun.context import PlanContext
 from secrun.errors import ConfigError
 from secrun.facts import Facts
+from secrun.kernel import last_cap, parse_cap_names
 from secrun.schema import Field, Section
 
 SECTION = "capabilities"
@@ -42,9 +43,9 @@ def secrun_facts() -> Facts:
 
 
 def parse_names(values: list[str | int], last: int, key: str) -> tuple[bool, int]:
-    """:func:`secrun.capnames.parse_names`, a refusal naming ``[capabilities].key``."""
+    """:func:`secrun.kernel.parse_cap_names`, a refusal naming ``[capabilities].key``."""
     try:
-        return capnames.parse_names(values, last)
+        return parse_cap_names(values, last)
     except ValueError as e:
         raise ConfigError(SECTION, key, str(e)) from None
 
@@ -52,7 +53,7 @@ def parse_names(values: list[str | int], last: int, key: str) -> tuple[bool, int
 @hookimpl
 def secrun_compile(ctx: PlanContext) -> CapabilitiesPlan:
     cfg = ctx.config[SECTION]
-    last = capnames.last_cap()
+    last = last_cap()
     full = (1 << (last + 1)) - 1
     keep_all, keep = parse_names(cfg["keep"], last, "keep")
     drop_all, drop = parse_names(cfg["drop"], last, "drop")

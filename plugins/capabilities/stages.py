@@ -1,5 +1,5 @@
 """The ``capabilities`` plugin's child stage and the kernel interface it uses: capget/capset
-(v3) and prctl.  What a launch imports of the plugin (with :mod:`secrun.capnames`)."""
+(v3) and prctl.  What a launch imports of the plugin."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ import errno
 import os
 
 from secrun import hookimpl
-from secrun.capnames import cap_name, hexmask, names_of
 from secrun.errors import SetupError
-from secrun.kernel import PR_CAP_AMBIENT, PR_CAPBSET_DROP, PR_CAPBSET_READ, error, libc
+from secrun.kernel import (
+    PR_CAP_AMBIENT,
+    PR_CAPBSET_DROP,
+    PR_CAPBSET_READ,
+    cap_name,
+    cap_names_of,
+    error,
+    hexmask,
+    libc,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,7 +169,7 @@ def secrun_capabilities(ctx: RunContext) -> None:
     final, made_ambient = apply(plan["want"], plan["last"])
     if ctx.verbose:
         lost = plan["want"] & ~final & ((1 << (plan["last"] + 1)) - 1)
-        ctx.log(f"capabilities: kept {', '.join(names_of(final)) or 'none'}"
+        ctx.log(f"capabilities: kept {', '.join(cap_names_of(final)) or 'none'}"
                 f"{' (ambient)' if made_ambient else ''}"
-                + (f"; not held by secrun, so not kept: {', '.join(names_of(lost))}"
+                + (f"; not held by secrun, so not kept: {', '.join(cap_names_of(lost))}"
                    if lost else ""))

@@ -1,5 +1,6 @@
-"""The ``cgroups`` plugin's stages: what a launch imports of the plugin (with :mod:`.layout`,
-:mod:`.lock`, :mod:`.v1` and :mod:`.v2`).
+"""The ``cgroups`` plugin's stages: what a launch imports of the plugin (with :mod:`.layout`
+and :mod:`.lock`; :mod:`.v1` and :mod:`.v2` as the host's hierarchies need them: every hook
+here runs in the supervisor, which always sees the installation).
 
 - ``prepare`` (supervisor, before fork): the run's groups are made and locked, the warm-up of
   the kernel's cgroup migration starts in a helper process (:func:`_start_warmup`), the
@@ -30,8 +31,6 @@ from .layout import (
     set_limits,
 )
 from .lock import sweep
-from .v1 import V1Manager
-from .v2 import V2Manager
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,10 +66,14 @@ def managers_for(layout: Layout, plan: CgroupsPlan, name: str) -> tuple[list[Man
             extra = {"freezer", "cpuacct"} if "cpu" in v1_ctrls else {"freezer"}
             v1_ctrls |= extra & set(layout.v1)
         if v1_ctrls:
+            from .v1 import V1Manager  # (the supervisor only: imported as the host needs it)
+
             mgrs.append(V1Manager({c: parent_dir(layout.v1[c][0], layout.v1[c][1],
                                                  plan["parent"]) for c in sorted(v1_ctrls)},
                                   name))
     if v2_dir is not None:
+        from .v2 import V2Manager
+
         mgrs.append(V2Manager(v2_dir, name, sorted(v2_ctrls)))
     return mgrs, rest - v2_ctrls
 

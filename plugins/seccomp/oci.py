@@ -9,8 +9,8 @@ import json
 import os
 from typing import Any
 
-from secrun.capnames import last_cap, names_of, parse_names
 from secrun.errors import ConfigError
+from secrun.kernel import cap_names_of, last_cap, parse_cap_names
 
 from .rules import (
     ACT_ALLOW,
@@ -53,12 +53,12 @@ def held_caps(values: list[str | int]) -> set[str]:
     without CAP_, cap_<n>, "all"), for the capabilities the running kernel knows."""
     last = last_cap()
     try:
-        everything, mask = parse_names(values, last)
+        everything, mask = parse_cap_names(values, last)
     except ValueError as e:
         raise ConfigError(SECTION, "import_caps", str(e)) from None
     if everything:
         mask = (1 << (last + 1)) - 1
-    return {name.upper() for name in names_of(mask)}
+    return {name.upper() for name in cap_names_of(mask)}
 
 
 # --- import ------------------------------------------------------------------------------------
