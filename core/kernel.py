@@ -31,7 +31,6 @@ TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-libc = ctypes.CDLL(None, use_errno=True)
 get_errno = ctypes.get_errno
 
 _int, _long, _ulong, _size = ctypes.c_int, ctypes.c_long, ctypes.c_ulong, ctypes.c_size_t
@@ -54,10 +53,21 @@ PROTOTYPES = {
     "capset": (_int, (_ptr, _ptr)),
     "setrlimit": (_int, (_int, _ptr)),                     # resource, struct rlimit
 }
-for _name, (_res, _args) in PROTOTYPES.items():
-    _f = getattr(libc, _name)
-    _f.restype, _f.argtypes = _res, _args
-del _name, _res, _args, _f
+
+
+class _Libc(ctypes.CDLL):
+    """The C library; a function gets its prototype the first time it is looked up (a lookup
+    is a dlsym: a launch pays only for the functions it calls)."""
+
+    def __getattr__(self, name: str) -> ctypes._NamedFuncPointer:
+        fn = super().__getattr__(name)
+        proto = PROTOTYPES.get(name)
+        if proto is not None:
+            fn.restype, fn.argtypes = proto
+        return fn
+
+
+libc = _Libc(None, use_errno=True)
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
