@@ -24,7 +24,142 @@ still confined by it (a workload's daemonised leftovers, a concurrent run) to ``
 Loading again replaces it in place, which is idempotent.  The plugin publishes and reads no
 facts.
 
-Modules: :mod:`.stages` (``prepare`` and ``lsm``, the availability checks: all a launch
+Modules: the package itself (``prepare`` and ``lsm``, the availability checks: all a launch
 imports), :mod:`.plan` (the schema, resolving and compiling the profile file), :mod:`.audit`
 (the row, and the plugin's part of the category ``mac``).
+
+The stages (this module: all that a launch from the plan cache imports of the plugin):
+
+- ``prepare`` (supervisor, before fork): checks that AppArmor is active
+  (``/sys/kernel/security/lsm``, then ``aa_is_enabled``), writes the binary policy the plan
+  carries to ``/sys/kernel/security/apparmor/.replace`` (what ``apparmor_parser -r`` does),
+  checks that the target profile is loaded, and opens ``libapparmor.so.1`` (here, while the
+  host's filesystem is still visible: the child's ``mounts`` stage may hide it);
+- ``lsm`` (child): ``aa_change_onexec(name)``: the label takes effect at exec.  It imports
+  nothing: ``prepare`` keeps the library and the error constructor for it.
 """
+
+from __future__ import annotations
+
+import os
+
+from secrun import hookimpl
+from secrun.errors import NotAvailable, SetupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+
+    from secrun.context import RunContext
+
+    from .plan import ApparmorPlan
+
+LSM_LIST = "/sys/kernel/security/lsm"
+AAFS = "/sys/kernel/security/apparmor"
+AA_ENABLED = "/sys/module/apparmor/parameters/enabled"
+
+
+# --- availability ------------------------------------------------------------------------------
+
+def _active_lsms() -> list[str] | None:
+    try:
+        with open(LSM_LIST) as f:
+            return f.read().strip().split(",")
+    except OSError:
+        return None
+
+
+def check_available() -> None:
+    """Raise NotAvailable unless AppArmor is the active LSM it claims to be."""
+    lsms = _active_lsms()
+    if lsms is not None and "apparmor" not in lsms:
+        raise NotAvailable(LSM_LIST, "AppArmor is not enabled in this kernel (active LSMs: "
+                           f"{','.join(lsms)})")
+    if not os.path.isdir(AAFS):
+        try:
+            with open(AA_ENABLED) as f:
+                enabled = f.read().strip() == "Y"
+        except OSError:
+            enabled = False
+        if not enabled:
+            raise NotAvailable(AA_ENABLED, "AppArmor is not enabled in this kernel")
+        raise NotAvailable(AAFS, "AppArmor is enabled but securityfs is not mounted on "
+                           "/sys/kernel/security")
+
+
+def loaded_mode(name: str) -> str | None:
+    """'enforce'/'complain'/... of a loaded profile, None if not loaded, '' if unknown."""
+    try:
+        with open(os.path.join(AAFS, "profiles")) as f:
+            for line in f:
+                n, _, mode = line.rstrip("\n").rpartition(" (")
+                if n == name:
+                    return mode.rstrip(")")
+    except OSError:
+        return ""
+    return None
+
+
+def _library() -> ctypes.CDLL:
+    """libapparmor, with the prototypes of the two calls secrun makes, once AppArmor is known
+    to be enabled (``aa_is_enabled``)."""
+    # (ctypes costs a launch milliseconds: imported only once AppArmor is known to be active)
+    import ctypes
+
+    from secrun.kernel import get_errno
+
+    try:
+        lib = ctypes.CDLL("libapparmor.so.1", use_errno=True)
+    except OSError as e:
+        raise NotAvailable("libapparmor.so.1", f"cannot load it ({e}); install the Debian "
+                           "package 'libapparmor1'") from None
+    lib.aa_is_enabled.restype, lib.aa_is_enabled.argtypes = ctypes.c_int, ()
+    lib.aa_change_onexec.restype = ctypes.c_int
+    lib.aa_change_onexec.argtypes = (ctypes.c_char_p,)
+    if lib.aa_is_enabled() != 1:
+        err = get_errno()
+        raise NotAvailable("aa_is_enabled", "AppArmor is not enabled in this kernel"
+                           + (f" ({os.strerror(err)})" if err else ""), err or None)
+    return lib
+
+
+def _load(plan: ApparmorPlan) -> None:
+    """Load (or replace) the plan's binary policy in the kernel."""
+    from secrun.kernel import write_file
+
+    policy = plan["policy"]
+    if policy is None:
+        return
+    replace = os.path.join(AAFS, ".replace")
+    # the kernel takes the whole policy in one write
+    write_file(replace, policy, f"{replace} (loading {plan['file']})")
+
+
+# --- launching ---------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_prepare(ctx: RunContext) -> None:
+    plan: ApparmorPlan = ctx.plan
+    check_available()
+    lib = _library()
+    if plan["error"]:
+        raise SetupError(plan["file"] or "profile_file", plan["error"])
+    _load(plan)
+    mode = loaded_mode(plan["target"])
+    if mode is None:
+        raise SetupError(os.path.join(AAFS, "profiles"),
+                         f"AppArmor profile {plan['target']!r} is not loaded (load it with "
+                         "apparmor_parser -r, or set [apparmor].profile_file)")
+    from secrun.kernel import error  # (for the lsm stage, which must not import)
+
+    ctx.state.update(lib=lib, label=plan["target"], error=error)
+    ctx.log(f"apparmor: workload enters {plan['target']!r} ({mode or 'mode unknown'}) at exec")
+
+
+@hookimpl
+def secrun_lsm(ctx: RunContext) -> None:
+    st = ctx.state
+    if "lib" not in st:
+        return  # prepare found AppArmor unavailable and the section is best-effort (reported)
+    if st["lib"].aa_change_onexec(st["label"].encode()) != 0:
+        raise st["error"](f"aa_change_onexec({st['label']})")

@@ -10,8 +10,8 @@ from secrun.audit.rows import Row
 from secrun.context import AuditContext
 from secrun.errors import NotAvailable
 
+from . import check_available, loaded_mode
 from .plan import SECTION, ApparmorPlan
-from .stages import check_available, loaded_mode
 
 Judged = tuple[float, str] | None
 

@@ -1,8 +1,8 @@
 """The ``apparmor`` plugin's hook implementations, as pluggy registers them."""
 
+from . import secrun_lsm, secrun_prepare
 from .audit import secrun_audit, secrun_audit_categories
 from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import secrun_lsm, secrun_prepare
 
 __all__ = ["secrun_audit", "secrun_audit_categories", "secrun_compile", "secrun_facts",
            "secrun_lsm", "secrun_prepare", "secrun_profile_sections"]

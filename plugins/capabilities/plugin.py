@@ -1,8 +1,8 @@
 """The ``capabilities`` plugin's hook implementations, as pluggy registers them."""
 
+from . import secrun_capabilities
 from .audit import secrun_audit, secrun_audit_categories
 from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import secrun_capabilities
 
 __all__ = ["secrun_audit", "secrun_audit_categories", "secrun_capabilities", "secrun_compile",
            "secrun_facts", "secrun_profile_sections"]

@@ -30,11 +30,353 @@ when empty.
 
 Modules:
 
-- :mod:`.stages`: the three stages; with :mod:`.layout` (the host's hierarchies, group names,
+- the package itself: the three stages; with :mod:`.layout` (the host's hierarchies, group names,
   cgroupfs file access), :mod:`.lock` (the run's lock, the launch's sweep), :mod:`.v1` and
   :mod:`.v2` (per-version groups, limits, kill and statistics), all a launch imports;
 - :mod:`.plan`: the schema, unit parsing, ``secrun_compile`` and the fact;
 - :mod:`.audit`: ``secrun_audit`` and the categories ``cgroups.memory``, ``cgroups.pids`` and
   ``cgroups.cpu``;
 - :mod:`.gc` and :mod:`.cli`: ``secrun cgroups gc`` / ``list``.
+
+The stages (this module: all that a launch from the plan cache imports of the plugin):
+
+With :mod:`.layout` and :mod:`.lock`; :mod:`.v1` and :mod:`.v2` are imported as the host's
+hierarchies need them (every hook here runs in the supervisor, which always sees the
+installation).
+
+- ``prepare`` (supervisor, before fork): the run's groups are made and locked, the warm-up of
+  the kernel's cgroup migration starts in a helper process (:func:`_start_warmup`), the
+  limits are written;
+- ``attach`` (supervisor, while the child builds its filesystem view): the helper is reaped
+  and the process that will exec is moved into the groups;
+- ``cleanup``: the helper is reaped (whatever failed before), the statistics read, what is
+  left in the groups killed, the groups removed, an OOM kill or a hit pids limit reported.
 """
+
+from __future__ import annotations
+
+import os
+
+from secrun import hookimpl
+from secrun.errors import SetupError
+
+from .layout import (
+    CONTROLLER_OF,
+    CPU_PERIOD_US,
+    SECTION,
+    Layout,
+    detect,
+    human,
+    new_name,
+    parent_dir,
+    read,
+    set_limits,
+)
+from .lock import sweep
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from secrun.context import RunContext
+
+    from .layout import Manager
+    from .plan import CgroupsPlan
+
+
+# --- which manager carries what ---------------------------------------------------------------
+
+def _v1_name(controller: str) -> str:
+    return "blkio" if controller == "io" else controller
+
+
+def managers_for(layout: Layout, plan: CgroupsPlan, name: str) -> tuple[list[Manager], set[str]]:
+    """Decide which manager carries which controller; returns (managers, missing): each
+    controller is used where the host binds it, v1 first; the v2 group, where there is a v2
+    tree, tracks the run (and carries the limits no v1 hierarchy can)."""
+    needed = {CONTROLLER_OF[k] for k in set_limits(plan)}
+    v1_ctrls = {_v1_name(c) for c in needed if _v1_name(c) in layout.v1}
+    rest = {c for c in needed if _v1_name(c) not in v1_ctrls}
+    v2_dir = None
+    v2_ctrls: set[str] = set()
+    if layout.v2 is not None:
+        v2_dir = parent_dir(layout.v2[0], layout.v2[1], plan["parent"])
+        if rest:  # only then does the v2 tree have to carry a limit
+            v2_ctrls = rest & layout.v2_controllers(v2_dir)
+    mgrs: list[Manager] = []
+    if v1_ctrls or layout.v2 is None:
+        if layout.v2 is None:
+            # the v1 way to kill a whole group, and CPU time for the report
+            extra = {"freezer", "cpuacct"} if "cpu" in v1_ctrls else {"freezer"}
+            v1_ctrls |= extra & set(layout.v1)
+        if v1_ctrls:
+            from .v1 import V1Manager  # (the supervisor only: imported as the host needs it)
+
+            mgrs.append(V1Manager({c: parent_dir(layout.v1[c][0], layout.v1[c][1],
+                                                 plan["parent"]) for c in sorted(v1_ctrls)},
+                                  name))
+    if v2_dir is not None:
+        from .v2 import V2Manager
+
+        mgrs.append(V2Manager(v2_dir, name, sorted(v2_ctrls)))
+    return mgrs, rest - v2_ctrls
+
+
+def limits_text(plan: CgroupsPlan) -> str:
+    parts = []
+    if plan["memory_max"] is not None:
+        parts.append(f"memory_max={human(plan['memory_max'])}")
+    if plan["swap_max"] is not None:
+        parts.append(f"swap_max={human(plan['swap_max'])}")
+    if plan["pids_max"] is not None:
+        parts.append(f"pids_max={plan['pids_max']}")
+    q = plan["cpu_max"]
+    if q is not None:
+        parts.append(f"cpu_max={q / CPU_PERIOD_US:g} CPUs" if isinstance(q, int)
+                     else "cpu_max=max")
+    if plan["cpu_weight"] is not None:
+        parts.append(f"cpu_weight={plan['cpu_weight']}")
+    if plan["io_weight"] is not None:
+        parts.append(f"io_weight={plan['io_weight']}")
+    return ", ".join(parts) or "no limits (tracking only)"
+
+
+# --- prepare -------------------------------------------------------------------------------------
+
+@hookimpl(tryfirst=True)  # first: the warm-up below starts the kernel's wait early
+def secrun_prepare(ctx: RunContext) -> None:
+    plan: CgroupsPlan = ctx.plan
+    st = ctx.state
+    made: list[Manager] = []
+    st["managers"] = made  # filled as the groups are made: cleanup removes whatever exists
+    layout = detect()
+    if layout.kind == "none":
+        raise SetupError("/proc/self/mountinfo", "no cgroup hierarchy is mounted")
+    # The warm-up helper starts now and waits for the groups to exist (see _start_warmup).
+    own = layout.own_procs()
+    if own is not None:
+        st["warm"] = _start_warmup(own)
+    made_all = False
+    try:
+        mgrs = _make_groups(ctx, layout, made)
+        made_all = True
+    finally:
+        # As soon as the groups exist (or never, when making them failed: its pipe must not
+        # outlive prepare, the child would inherit it): the no-op migration holds the kernel's
+        # cgroup_mutex while it waits, which mkdir needs too, but the limit writes do not.
+        _release_warmup(st, go=made_all)
+    for m in mgrs:
+        m.apply(plan, ctx)
+    if ctx.verbose:
+        ctx.log(f"cgroups: {layout.kind} layout; groups "
+                + ", ".join(d for m in mgrs for d in m.dirs) + f"; {limits_text(plan)}")
+
+
+def _make_groups(ctx: RunContext, layout: Layout, made: list[Manager]) -> list[Manager]:
+    """Decide the managers, refuse (or report) the controllers the host lacks, sweep dead
+    runs' leftovers and make the run's groups; ``made`` records each manager first."""
+    plan: CgroupsPlan = ctx.plan
+    mgrs, missing = managers_for(layout, plan, new_name())
+    for c in sorted(missing):
+        keys = [k for k in set_limits(plan) if CONTROLLER_OF[k] == c]
+        text = (f"the {c} controller is not available to secrun on this host "
+                f"({layout.kind} layout): {', '.join(f'[cgroups].{k}' for k in keys)} "
+                f"not applied")
+        if ctx.required(SECTION):
+            raise SetupError(f"cgroup {c} controller", text)
+        ctx.warn(text)
+    # Leftovers of dead runs next to ours (a supervisor that was SIGKILLed cannot clean up).
+    sweep({p for m in mgrs for p in m.parents()})
+    for m in mgrs:
+        made.append(m)  # recorded first: a failed create leaves what it made to cleanup
+        m.create()
+    return mgrs
+
+
+# --- the warm-up of the kernel's cgroup migration ------------------------------------------------
+# Moving a task between cgroups takes the kernel's global ``cgroup_threadgroup_rwsem`` for
+# writing, and the first writer after a quiet spell waits a full RCU grace period (5-15 ms
+# here) before it gets it; writers within ~14 ms after that do not wait.  So, as early as
+# possible, a helper process rewrites its own pid into the ``cgroup.procs`` of the group it is
+# already in (a migration that moves nothing): the grace period then elapses while the
+# supervisor prepares and forks and the child makes its namespaces and builds its filesystem
+# view, and ``attach`` finds the lock warm.  A process, not a thread: no thread may be alive
+# when secrun forks or enters a namespace, and a thread started only after the fork leaves
+# the grace period too little time (attach took ~9-13 ms instead of ~2-4 ms here).  The helper
+# is reaped in ``attach`` and, on every path where attach did not run, in ``cleanup``.
+
+def _start_warmup(path: str) -> tuple[int, int] | None:
+    """Start the helper that makes the no-op migration; returns (its pid, the write end of the
+    pipe that releases it), or None (not started).
+
+    ``/bin/sh -c 'read -r x && echo 0 >"$1"'``, spawned (vfork and exec: the supervisor neither
+    waits for it nor shares its memory copy-on-write with it, which a forked copy of the
+    supervisor would make it pay in page faults while the helper waits).  It is started before
+    the groups are made, so that its exec is over by the time they exist, and it writes when
+    :func:`_release_warmup` sends it a line; if the launch fails first, the pipe's EOF ends it
+    without a write.  Started before the namespaces plugin makes the pid and time namespaces
+    for the child (the last thing in ``prepare``): a process started after that would be the
+    sandbox's pid 1, so then there is no warm-up."""
+    try:
+        if os.readlink("/proc/self/ns/pid_for_children") != os.readlink("/proc/self/ns/pid"):
+            return None
+        r, w = os.pipe2(os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, r, 0), *_QUIET]
+        pid = os.posix_spawn(_SH, [_SH, "-c", 'read -r x && echo 0 >"$1"', "sh", path], {},
+                             file_actions=actions)
+    except OSError:
+        os.close(w)
+        return None  # only an optimisation: the real attach reports real errors
+    finally:
+        os.close(r)
+    return pid, w
+
+
+def _release_warmup(st: dict, go: bool) -> None:
+    """Let the helper make its migration now (``go``: the groups exist), or end it unused; its
+    pipe is closed either way."""
+    warm = st.get("warm")
+    if warm is not None and warm[1] >= 0:
+        if go:
+            try:
+                os.write(warm[1], b"\n")
+            except OSError:
+                pass
+        os.close(warm[1])
+        st["warm"] = (warm[0], -1)
+
+
+_SH = "/bin/sh"
+# the helper's other standard streams: /dev/null (it has nothing to say, holds no terminal)
+_QUIET = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (1, 2)]
+
+
+def _join_warmup(st: dict) -> None:
+    """Reap the warm-up helper, if one was started and not yet reaped: it exits as soon as
+    its migration is done, or at once when it was never released (its pipe closed here)."""
+    warm = st.pop("warm", None)
+    if warm is not None:
+        pid, w = warm
+        if w >= 0:
+            os.close(w)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # the core's wait for any child (an adopted orphan) reaped it already
+
+
+# --- attach --------------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_attach(ctx: RunContext) -> None:
+    st = ctx.state
+    try:
+        if st.get("managers") and ctx.pid is not None:
+            _check_usage(ctx.plan, ctx.pid)  # needs no lock: done while the warm-up waits
+            _join_warmup(st)
+            for m in st["managers"]:
+                m.add_task(ctx.pid)
+    finally:
+        _join_warmup(st)
+
+
+def _check_usage(plan: CgroupsPlan, pid: int) -> None:
+    """Refuse a memory limit below what the waiting child already holds: its private
+    (anonymous) memory is what its remaining setup touches and gets charged for, so the
+    workload would be OOM-killed before it ran a line of its own.  The figure is RssAnon,
+    read as resident - shared pages from ``/proc/PID/statm`` (the same kernel counters, a
+    cheaper file than ``status``)."""
+    mem = plan["memory_max"]
+    if isinstance(mem, int):
+        path = f"/proc/{pid}/statm"
+        f = read(path).split()
+        rss = (int(f[1]) - int(f[2])) * os.sysconf("SC_PAGE_SIZE") if len(f) > 2 else 0
+        if mem < rss:
+            raise SetupError(f"[cgroups].memory_max = {human(mem)}",
+                             f"the limit ({mem} bytes) is below the current usage of the "
+                             f"process being placed in the group ({rss} bytes of private "
+                             f"memory, RssAnon from {path}): raise memory_max")
+
+
+# --- cleanup -------------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_cleanup(ctx: RunContext) -> None:
+    st = ctx.state
+    _join_warmup(st)
+    mgrs: list[Manager] = st.get("managers") or []
+    if not mgrs:
+        return
+    # The v2 group first: it holds every process of the run (on a hybrid host it exists to
+    # track them), and cgroup.kill takes its whole tree at once.
+    mgrs = sorted(mgrs, key=lambda m: m.kind != "v2")
+    stats = _stats(mgrs, full=bool(ctx.verbose))
+    errors = _remove(mgrs)
+    if ctx.status is not None or stats.get("oom_kill"):
+        _report(ctx, stats)
+    if errors:
+        raise errors[0]
+
+
+def _stats(mgrs: list[Manager], full: bool) -> dict[str, int]:
+    stats: dict[str, int] = {}
+    for m in mgrs:
+        try:
+            for k, v in m.stats(full=full).items():
+                stats[k] = max(stats.get(k, 0), v)
+        except Exception:  # a statistic is not worth failing for
+            pass
+    return stats
+
+
+def _remove(mgrs: list[Manager]) -> list[Exception]:
+    """Kill what is left and remove the groups, v2 first; the errors met, in order."""
+    errors: list[Exception] = []
+    # If the v2 group can be removed right away, no process of the run is left and none made a
+    # group of its own: the other groups need no kill pass, only their rmdir, which still falls
+    # back to kill-and-retry should one of them hold anything.
+    if not mgrs[0].discard():
+        for m in mgrs:
+            try:
+                m.kill()
+            except Exception as e:  # go on removing the other groups
+                errors.append(e)
+    for m in mgrs:
+        try:
+            m.remove()
+        except Exception as e:
+            errors.append(e)
+    return errors
+
+
+def _report(ctx: RunContext, stats: dict[str, int]) -> None:
+    plan: CgroupsPlan = ctx.plan
+    oom = stats.get("oom_kill", 0)
+    status = ctx.status
+    if oom:
+        mem = plan["memory_max"]
+        limit = f"{human(mem)} ({mem} bytes)" if isinstance(mem, int) else str(mem)
+        who = ("the workload was" if status is not None and os.WIFSIGNALED(status)
+               and os.WTERMSIG(status) == 9 else f"{oom} process(es) of the workload were")
+        ctx.report(f"{who} killed by the memory limit: [cgroups].memory_max = {limit} "
+                   f"(OOM kills in the group: {oom})")
+    hits = stats.get("pids_max_hits", 0)
+    if hits:
+        ctx.report(f"the workload hit the pids limit: [cgroups].pids_max = {plan['pids_max']} "
+                   f"({hits} fork/clone call(s) failed with EAGAIN)")
+    if ctx.verbose:
+        _log_usage(ctx, stats)
+
+
+def _log_usage(ctx: RunContext, stats: dict[str, int]) -> None:
+    parts = []
+    if stats.get("memory_peak"):
+        parts.append(f"peak memory {human(stats['memory_peak'])} "
+                     f"({stats['memory_peak']} bytes)")
+    if "cpu_usec" in stats:
+        parts.append(f"CPU time {stats['cpu_usec'] / 1e6:.3f} s")
+    if "pids_peak" in stats:
+        parts.append(f"peak processes {stats['pids_peak']}")
+    if parts:
+        ctx.log("cgroups: " + ", ".join(parts))

@@ -1,6 +1,6 @@
 """The mount machinery of the ``filesystem`` plugin: builds the view in the child's ``mounts``
 stage with the new mount API (open_tree, move_mount, fsopen/fsmount, mount_setattr), openat2
-and pivot_root, all through ctypes.  :mod:`.stages` imports it, so a launch that has a
+and pivot_root, all through ctypes.  the package imports it, so a launch that has a
 ``[filesystem]`` section loads it before fork: it holds only what the stages run.  The plan
 arrives ready (operations, byte paths, flags; see :mod:`.view`) and the stage only loops over
 it.

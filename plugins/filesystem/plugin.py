@@ -1,14 +1,14 @@
 """The ``filesystem`` plugin's hook implementations, as pluggy registers them."""
 
-from .audit import secrun_audit, secrun_audit_categories
-from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import (
+from . import (
     secrun_cleanup,
     secrun_hostname,
     secrun_mounts,
     secrun_prepare,
     secrun_rlimits,
 )
+from .audit import secrun_audit, secrun_audit_categories
+from .plan import secrun_compile, secrun_facts, secrun_profile_sections
 
 __all__ = ["secrun_audit", "secrun_audit_categories", "secrun_cleanup", "secrun_compile",
            "secrun_facts", "secrun_hostname", "secrun_mounts", "secrun_prepare",

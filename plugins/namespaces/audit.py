@@ -7,8 +7,8 @@ from __future__ import annotations
 from secrun import hookimpl
 from secrun.audit.categories import Category
 
+from . import SECTION
 from .plan import ORDER
-from .stages import SECTION
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

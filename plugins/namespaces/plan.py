@@ -13,7 +13,7 @@ from secrun.errors import ConfigError
 from secrun.facts import Facts
 from secrun.schema import Field, Section, check_range
 
-from .stages import (
+from . import (
     CLONE_NEWCGROUP,
     CLONE_NEWIPC,
     CLONE_NEWNET,

@@ -1,8 +1,6 @@
 """The ``namespaces`` plugin's hook implementations, as pluggy registers them."""
 
-from .audit import secrun_audit, secrun_audit_categories
-from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import (
+from . import (
     secrun_after_fork,
     secrun_cleanup,
     secrun_hostname,
@@ -10,6 +8,8 @@ from .stages import (
     secrun_prepare,
     secrun_user_namespace,
 )
+from .audit import secrun_audit, secrun_audit_categories
+from .plan import secrun_compile, secrun_facts, secrun_profile_sections
 
 __all__ = ["secrun_after_fork", "secrun_audit", "secrun_audit_categories", "secrun_cleanup",
            "secrun_compile", "secrun_facts", "secrun_hostname", "secrun_namespaces",

@@ -1,8 +1,8 @@
 """The ``process`` plugin's hook implementations, as pluggy registers them."""
 
+from . import secrun_no_new_privs, secrun_rlimits
 from .audit import secrun_audit, secrun_audit_categories
 from .plan import secrun_compile, secrun_facts, secrun_profile_sections
-from .stages import secrun_no_new_privs, secrun_rlimits
 
 __all__ = ["secrun_audit", "secrun_audit_categories", "secrun_compile", "secrun_facts",
            "secrun_no_new_privs", "secrun_profile_sections", "secrun_rlimits"]

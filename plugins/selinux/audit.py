@@ -11,8 +11,8 @@ from secrun.audit.rows import Row
 from secrun.context import AuditContext
 from secrun.errors import NotAvailable, SetupError
 
+from . import check_available, enforcing, full_context, library
 from .plan import SECTION, SelinuxPlan
-from .stages import check_available, enforcing, full_context, library
 
 Judged = tuple[float, str] | None
 # Domains that confine nothing (the reference policy's unconfined ones, and the kernel's)

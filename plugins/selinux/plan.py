@@ -13,7 +13,7 @@ from secrun.errors import ConfigError
 from secrun.facts import Facts
 from secrun.schema import Field, Section
 
-from .stages import is_ident, split_context
+from . import is_ident, split_context
 
 SECTION = "selinux"
 

@@ -508,7 +508,7 @@ def test_audit_expectations_hold_in_the_live_sandbox(name):
 
 
 def test_unshare_error_names_the_flag():
-    from secrun.plugins.namespaces import stages
+    from secrun.plugins import namespaces as stages
 
     e = stages.unshare_error(stages.CLONE_NEWUSER, errno.EINVAL)
     assert "unshare(CLONE_NEWUSER)" in str(e) and "more than one thread" in str(e)
@@ -554,11 +554,11 @@ def _imported_by(name):
 
 def launch_path_modules(loaded):
     """Which of the ``secrun.plugins.`` modules ``loaded`` a cached launch may import: the
-    packages (their ``__init__`` is documentation only), the ``stages`` modules (the dispatch
-    table names them) and what those import when they run, transitively."""
-    allowed = {m for m in loaded
-               if importlib.util.find_spec(m).submodule_search_locations is not None}
-    todo = [m for m in loaded if m.rpartition(".")[2] == "stages"]
+    plugin packages (each package's ``__init__`` holds its stages: the dispatch table names
+    them) and what those import when they run, transitively."""
+    allowed = set()
+    todo = [m for m in loaded
+            if importlib.util.find_spec(m).submodule_search_locations is not None]
     seen = set()
     while todo:
         name = todo.pop()
@@ -574,7 +574,7 @@ def launch_path_modules(loaded):
 def test_cached_launch_imports_no_planning_module(wdir):
     """strict (namespaces, filesystem, cgroups, capabilities, identity, process, apparmor,
     seccomp) plus a best-effort [selinux]: every one of these plugins runs its stages on a
-    cached launch, and only their packages, their ``stages`` modules and what those import are
+    cached launch, and only their packages (which hold the stages) and what those import are
     loaded: the schemas, compilers, audits and the `resource` extension stay unloaded.  The
     workload proves the stages ran: no capabilities, uid 65534, the new hostname, the
     rlimit."""

@@ -85,5 +85,5 @@ def test_a_third_party_plugins_whole_package_invalidates_the_plan():
 
     files = Plugins(["priority"]).files()
     names = {os.path.basename(f) for f in files if "/secrun_example/" in f}
-    assert {"plugin.py", "plan.py", "stages.py", "audit.py"} <= names
+    assert {"__init__.py", "plugin.py", "plan.py", "audit.py", "ioprio.py"} <= names
     assert any(f.endswith("secrun/stages.py") for f in files)  # the stage table: dispatch

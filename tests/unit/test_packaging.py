@@ -19,7 +19,7 @@ def test_wheel_contains_the_mapped_packages_and_profiles(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("secrun/__init__.py", "secrun/launch.py", "secrun/stages.py",
                      "secrun/plugins/__init__.py", "secrun/plugins/process/__init__.py",
-                     "secrun/plugins/process/stages.py", "secrun/plugins/process/plugin.py",
+                     "secrun/plugins/process/plan.py", "secrun/plugins/process/plugin.py",
                      "secrun/profiles/strict.toml", "secrun/profiles/default.toml",
                      "secrun/profiles/unconfined.toml", "secrun/py.typed"):
         assert required in names, required
@@ -32,11 +32,11 @@ def test_wheel_contains_the_mapped_packages_and_profiles(tmp_path):
 
 def test_editable_install_resolves_the_mapping():
     import secrun
-    import secrun.plugins.process.stages as process
+    import secrun.plugins.process as process
 
     assert os.path.realpath(secrun.__file__) == os.path.join(REPO, "core", "__init__.py")
     assert os.path.realpath(process.__file__) == os.path.join(REPO, "plugins", "process",
-                                                                 "stages.py")
+                                                                 "__init__.py")
 
 
 def test_type_checker_resolves_the_mapping():

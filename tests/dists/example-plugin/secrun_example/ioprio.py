@@ -4,8 +4,8 @@ glibc has no wrapper for either call, and :data:`secrun.kernel.SYSCALLS` does no
 the numbers are here (x86_64 from ``arch/x86/entry/syscalls/syscall_64.tbl``, aarch64 from
 ``include/uapi/asm-generic/unistd.h``).  A priority is ``class << 13 | level``.
 
-Imported by the launch (:mod:`.stages`): ``ctypes`` comes through :mod:`secrun.kernel`, which a
-launch that runs any raw call imports anyway.
+Imported by the launch (with :mod:`secrun_example`): ``ctypes`` comes through
+:mod:`secrun.kernel`, which a launch that runs any raw call imports anyway.
 """
 
 from __future__ import annotations

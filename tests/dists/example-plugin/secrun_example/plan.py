@@ -1,7 +1,7 @@
 """Planning for the ``priority`` plugin: the ``[priority]`` section, the facts it declares,
 ``secrun_compile`` and the plan it returns.
 
-Never imported by a launch from the plan cache (only :mod:`.stages` is).
+Never imported by a launch from the plan cache (only the package, which holds the stages, is).
 """
 
 from __future__ import annotations
