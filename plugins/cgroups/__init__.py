@@ -55,6 +55,7 @@ installation).
 
 from __future__ import annotations
 
+import _signal
 import os
 
 from secrun import hookimpl
@@ -222,9 +223,12 @@ def _start_warmup(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, r, 0), *_QUIET]
+        # stdin is the pipe; stdout and stderr /dev/null; nothing else of secrun's (nor the
+        # caller's inherited descriptors), and default signal dispositions
+        actions = [(os.POSIX_SPAWN_DUP2, r, 0), *_QUIET,
+                   *((os.POSIX_SPAWN_CLOSE, fd) for fd in _open_fds() if fd > 2)]
         pid = os.posix_spawn(_SH, [_SH, "-c", 'read -r x && echo 0 >"$1"', "sh", path], {},
-                             file_actions=actions)
+                             file_actions=actions, setsigdef=_SIGDEF)
     except OSError:
         os.close(w)
         return None  # only an optimisation: the real attach reports real errors
@@ -248,6 +252,20 @@ def _release_warmup(st: dict, go: bool) -> None:
 
 
 _SH = "/bin/sh"
+_SIGDEF = (_signal.SIGPIPE, _signal.SIGXFSZ)  # ignored in Python, and so in what it spawns
+
+
+def _open_fds() -> list[int]:
+    """The descriptors open in secrun now."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            os.fstat(fd)  # (the listing's own descriptor is closed by now)
+        except OSError:
+            continue
+        fds.append(fd)
+    return fds
 # the helper's other standard streams: /dev/null (it has nothing to say, holds no terminal)
 _QUIET = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (1, 2)]
 

@@ -633,3 +633,45 @@ def test_rootless_required_and_best_effort():
         assert "best-effort" in r.err and "Permission denied" in r.err, r
     finally:
         shutil.rmtree(d)
+
+
+def test_warmup_helper_holds_nothing_of_secruns(tmp_path):
+    """The cgroup-migration warm-up helper (a root /bin/sh the supervisor spawns in prepare)
+    gets its pipe as stdin, /dev/null as stdout and stderr, and nothing else: no descriptor
+    secrun or its caller had open, no signal left ignored; and it writes only once released."""
+    import signal
+
+    from secrun.plugins import cgroups
+
+    extra = os.open(str(tmp_path), os.O_RDONLY)  # a descriptor the helper must not inherit
+    target = tmp_path / "procs"
+    target.write_text("")
+    old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        st = {"warm": cgroups._start_warmup(str(target))}
+    finally:
+        signal.signal(signal.SIGPIPE, old)
+        os.close(extra)
+    pid, _w = st["warm"]
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # until it waits in `read`
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                    break
+            time.sleep(0.01)
+        fds = sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/status") as f:
+            sigign = int(next(x for x in f if x.startswith("SigIgn:")).split()[1], 16)
+        assert fds == [0, 1, 2], fds
+        assert not sigign & (1 << (signal.SIGPIPE - 1)), hex(sigign)
+        assert target.read_text() == ""  # not released yet: no write
+        cgroups._release_warmup(st, go=True)
+        cgroups._join_warmup(st)
+        assert target.read_text().strip() == "0"
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
