@@ -36,6 +36,7 @@ class Facts:
 def compile_order(active: list[str], declared: dict[str, Facts]) -> list[str]:
     """``active`` reordered so that every fact's publishers come before the plugins that
     require it; otherwise the given order is kept.  A cycle is a :class:`PluginError`."""
+    check(declared)
     publishers: dict[str, list[str]] = {}
     for name in active:
         for fact in declared.get(name, Facts()).publishes:
@@ -61,6 +62,21 @@ def compile_order(active: list[str], declared: dict[str, Facts]) -> list[str]:
     for name in active:
         place(name, [])
     return order
+
+
+def check(declared: dict[str, Facts]) -> None:
+    """Every fact has one publisher, and its name starts with that plugin's name and a dot
+    (``namespaces.made``): no plugin can publish, or shadow, another plugin's fact."""
+    owner: dict[str, str] = {}
+    for plugin, facts in declared.items():
+        for fact in facts.publishes:
+            if not fact.startswith(plugin + "."):
+                raise PluginError(f"plugin {plugin!r} declares the fact {fact!r}: a plugin "
+                                  f"publishes only facts named {plugin}.<name>")
+            if fact in owner:
+                raise PluginError(f"plugins {owner[fact]!r} and {plugin!r} both publish the "
+                                  f"fact {fact!r}")
+            owner[fact] = plugin
 
 
 def defaults(declared: dict[str, Facts]) -> dict[str, object]:
