@@ -5,8 +5,9 @@
 - Outside (``secrun audit --pid``): :func:`secrun_live_facts` reads the process's seccomp
   filters with ``PTRACE_SECCOMP_GET_FILTER`` (the process is seized and stopped for the few
   microseconds that takes, then detached; needs ``CAP_SYS_ADMIN`` and ptrace access, otherwise
-  the facts are left out with a warning) and evaluates them with a small classic-BPF
-  interpreter on the probe's own calls and arguments.
+  the facts are left out with a warning; a process that does not stop within a second is let
+  go, with a warning too) and evaluates them with a small classic-BPF interpreter on the
+  probe's own calls and arguments.
 
 Audit time only: a launch never imports this module.
 """
@@ -35,6 +36,8 @@ M32 = 0xFFFFFFFF
 # Capabilities that count only in the initial user namespace: sys_module, sys_pacct (and
 # sys_boot for kexec_load, see _capable).
 INIT_ONLY = (16, 20)
+# How long the process may take to reach the interrupt-stop its filters are read in (seconds)
+STOP_TIMEOUT = 1.0
 
 
 @hookimpl
@@ -51,6 +54,9 @@ def secrun_live_facts(ctx: AuditContext) -> dict[str, str]:
         return {}
     try:
         return filtered_syscalls(ctx.pid)
+    except Unverifiable as e:
+        ctx.warn(str(e))
+        return {}
     except OSError as e:
         ctx.warn(f"system calls not evaluated: reading the seccomp filters of {ctx.pid} "
                  f"failed ({e.filename or 'ptrace'}: {os.strerror(e.errno or 0)})")
@@ -59,8 +65,55 @@ def secrun_live_facts(ctx: AuditContext) -> dict[str, str]:
 
 # --- reading the filters -----------------------------------------------------------------------
 
-def read_filters(pid: int) -> list[bytes]:
-    """The process's seccomp filter programs, newest first (as the kernel runs them)."""
+class Unverifiable(Exception):
+    """The filters cannot be read or evaluated faithfully: the audit reports no ``syscall.*``
+    facts, and says why (the text ends in "system calls not evaluated")."""
+
+
+def read_filters(pid: int, timeout: float = STOP_TIMEOUT) -> list[bytes]:
+    """The process's seccomp filter programs, newest first (as the kernel runs them).
+
+    A thread of its own is the tracer, and it ends with the reading: a process that does not
+    reach the interrupt-stop within ``timeout`` seconds (an uninterruptible sleep that
+    ``PTRACE_INTERRUPT`` does not end, e.g. a ``vfork`` parent whose child blocks before its
+    exec) cannot be detached (``PTRACE_DETACH`` needs a stopped tracee), but the tracer's exit
+    releases it, now rather than when the audit ends; :class:`Unverifiable` is raised then."""
+    import threading
+
+    out: list[list[bytes]] = []
+    failed: list[BaseException] = []
+
+    def tracer() -> None:
+        try:
+            out.append(_read_filters(pid, timeout))
+        except BaseException as e:  # re-raised in the caller's thread
+            failed.append(e)
+
+    t = threading.Thread(target=tracer, name=f"secrun-ptrace-{pid}")
+    t.start()
+    t.join()
+    if failed:
+        raise failed[0]
+    return out[0]
+
+
+def _stopped(pid: int, timeout: float) -> bool:
+    """Whether the seized, interrupted ``pid`` reported a stop (or its end) within
+    ``timeout`` seconds (polled: ``waitpid`` has no timeout)."""
+    import time
+
+    end = time.monotonic() + timeout
+    nap = 0.0002
+    while True:
+        if os.waitpid(pid, os.WNOHANG | WALL)[0] == pid:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(nap)
+        nap = min(nap * 2, 0.02)
+
+
+def _read_filters(pid: int, timeout: float) -> list[bytes]:
     import ctypes
     import errno
 
@@ -73,7 +126,11 @@ def read_filters(pid: int) -> list[bytes]:
     pt(PTRACE_SEIZE, what="ptrace(PTRACE_SEIZE)")
     try:
         pt(PTRACE_INTERRUPT, what="ptrace(PTRACE_INTERRUPT)")
-        os.waitpid(pid, WALL)
+        if not _stopped(pid, timeout):
+            raise Unverifiable(
+                f"process {pid} did not stop within {timeout:g} s for its seccomp filters to be "
+                "read (an uninterruptible sleep, e.g. a vfork parent waiting for its child): "
+                "system calls not evaluated")
         progs: list[bytes] = []
         for index in range(1024):
             try:
@@ -88,6 +145,7 @@ def read_filters(pid: int) -> list[bytes]:
             progs.append(buf.raw)
         return progs
     finally:
+        # fails (ESRCH) when the process never stopped: the tracer thread's exit releases it
         libc.ptrace(PTRACE_DETACH, pid, None, None)
 
 
