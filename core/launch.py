@@ -465,6 +465,11 @@ class _Waiter:
         return self.status
 
     def stopped(self, sig: int) -> None:
+        if not _job_control():
+            # Nobody could continue a stopped secrun (no shell has it as a job in the
+            # foreground of a terminal): the workload stays stopped until something continues
+            # it, and secrun goes on waiting, its signals and cleanup intact.
+            return
         term = self.c.term
         if term is not None:
             term.suspend()
@@ -478,6 +483,18 @@ class _Waiter:
             os.kill(self.pid, _signal.SIGCONT)
         except ProcessLookupError:
             pass
+
+
+def _job_control() -> bool:
+    """Whether secrun is the foreground process group of the terminal on one of its standard
+    streams: a shell's job, which the user can continue with fg or bg."""
+    for fd in (0, 1, 2):
+        try:
+            if os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _readable(fd: int) -> bool:

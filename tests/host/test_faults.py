@@ -73,19 +73,62 @@ def test_signal_before_the_fork_stops_the_launch(write_profile, tmp_path):
 # --- a workload that stops itself ----------------------------------------------------------------
 
 @pytest.mark.parametrize("profile", ["strict", "unconfined"])
-def test_self_stopped_workload_stops_secrun_and_continues(profile, tmp_path):
-    """``kill -STOP $$`` in the workload: secrun stops too (its caller's shell sees a stopped
-    job); SIGCONT to secrun continues the workload, which finishes normally."""
-    proc = subprocess.Popen([SECRUN, "-p", profile, "--", "sh", "-c",
-                             "kill -STOP $$; echo continued; exit 5"],
+def test_self_stopped_workload_stops_secrun_on_a_terminal_and_continues(profile, tmp_path):
+    """``kill -STOP $$`` in the workload, secrun the foreground job of a terminal: secrun stops
+    too (its caller's shell sees a stopped job); SIGCONT to secrun continues the workload,
+    which finishes normally."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # a session of its own, the terminal's foreground: a shell's job
+        os.chdir(tmp_path)
+        os.execv(SECRUN, [SECRUN, "-p", profile, "--", "sh", "-c",
+                          "kill -STOP $$; echo continued; exit 5"])
+    try:
+        end = time.monotonic() + 15
+        while _proc_state(pid) != "T" and time.monotonic() < end:
+            time.sleep(0.02)
+        assert _proc_state(pid) == "T", "secrun did not reflect the workload's stop"
+        os.kill(pid, signal.SIGCONT)
+        out = b""
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break  # EIO: the terminal's other side is closed
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 5, out
+        assert b"continued" in out, out
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+@pytest.mark.parametrize("profile", ["strict", "unconfined"])
+def test_self_stopped_workload_without_a_terminal_leaves_secrun_waiting(profile, tmp_path):
+    """No terminal (a pipeline, CI, a service): nobody could continue a stopped secrun, so a
+    workload that stops itself leaves secrun waiting, not stopped; once something continues
+    the workload (here its own background job), it finishes and secrun exits with it."""
+    proc = subprocess.Popen([SECRUN, "-T", "-p", profile, "--", "sh", "-c",
+                             "(sleep 0.5; kill -CONT $$) & kill -STOP $$; echo continued; "
+                             "exit 5"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    end = time.monotonic() + 15
-    while _proc_state(proc.pid) != "T" and time.monotonic() < end:
-        time.sleep(0.02)
-    assert _proc_state(proc.pid) == "T", "secrun did not reflect the workload's stop"
-    os.kill(proc.pid, signal.SIGCONT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        state = _proc_state(proc.pid)
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"secrun did not finish (state {state})") from None
     assert proc.returncode == 5, err
     assert out.strip() == "continued"
 
