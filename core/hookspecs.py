@@ -40,8 +40,9 @@ hooks (keep planning code in another module: a launch from the cache never impor
 Threads: no thread may be alive when the core forks (a multi-threaded process cannot enter a new
 user or time namespace, and a lock a thread holds stays held in the child); the core refuses the
 fork, exit 125.  Work that should overlap the child's setup runs in a helper process (the cgroups
-plugin spawns one in ``prepare`` and reaps it in ``attach``) or starts in a parent-side stage
-after the fork.
+plugin spawns one in ``prepare`` and reaps it in ``attach``); a thread may start no earlier than
+``attach`` (in ``after_fork`` the namespaces plugin may still enter a time namespace, which a
+multi-threaded process cannot) and must end by ``cleanup``.
 
 Imports: the core imports every active plugin's stage module in the supervisor before fork;
 after the ``mounts`` stage the child may no longer see the Python installation.  Import what
