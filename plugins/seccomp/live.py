@@ -7,7 +7,8 @@
   microseconds that takes, then detached; needs ``CAP_SYS_ADMIN`` and ptrace access, otherwise
   the facts are left out with a warning; a process that does not stop within a second is let
   go, with a warning too) and evaluates them with a small classic-BPF interpreter on the
-  probe's own calls and arguments.
+  probe's own calls and arguments.  A filter that reads the instruction pointer (which the
+  evaluation cannot know) makes the facts unverifiable: none are reported, with a warning.
 
 Audit time only: a launch never imports this module.
 """
@@ -38,6 +39,8 @@ M32 = 0xFFFFFFFF
 INIT_ONLY = (16, 20)
 # How long the process may take to reach the interrupt-stop its filters are read in (seconds)
 STOP_TIMEOUT = 1.0
+# seccomp_data.instruction_pointer: bytes 8..15
+IP_START, IP_END = 8, 16
 
 
 @hookimpl
@@ -165,6 +168,10 @@ class Machine:
 def _ld(m: Machine, code: int, k: int) -> None:
     mode = code & 0xE0
     if mode == 0x20:
+        if k < IP_END and k + 4 > IP_START:
+            raise Unverifiable(
+                "a filter depends on the instruction pointer: it loads seccomp_data offset "
+                f"{k}, the address a call is made from, which is not known outside the process")
         m.a = struct.unpack_from("<I", m.data, k)[0]
     elif mode == 0x00:
         m.a = k
@@ -238,7 +245,10 @@ def _jump(m: Machine, code: int, jt: int, jf: int, k: int) -> int:
 
 
 def run_bpf(prog: bytes, data: bytes) -> int:
-    """Classic BPF as seccomp runs it, over the 64-byte ``seccomp_data`` ``data``."""
+    """Classic BPF as seccomp runs it, over the 64-byte ``seccomp_data`` ``data``.  Raises
+    :class:`Unverifiable` when the program, on the path ``data`` takes, loads the instruction
+    pointer: the one field of ``data`` that is not the probe's to choose but the call site's,
+    unknown here (a path that never loads it gives the same answer whatever its value)."""
     insns = [struct.unpack_from("<HBBI", prog, i) for i in range(0, len(prog), 8)]
     m = Machine(data)
     pc = 0
@@ -260,7 +270,9 @@ def _s32(v: int) -> int:
 
 
 def filter_action(progs: list[bytes], nr: int, args: Sequence[int], arch: int) -> int:
-    """The action all filters together take (the most restrictive one wins)."""
+    """The action all filters together take (the most restrictive one wins) on call ``nr``
+    with ``args``; the instruction pointer is 0, and a filter that reads it raises
+    :class:`Unverifiable`."""
     words = [(a & 0xFFFFFFFFFFFFFFFF) for a in (list(args) + [0] * 6)[:6]]
     data = struct.pack("<iIQ6Q", nr, arch, 0, *words)
     best = RET_ALLOW
@@ -332,7 +344,11 @@ def blocked(p: Process, name: str, column: int) -> bool:
     nr = probe.number(name, column)
     if p.mode == "1" or nr is None:
         return True
-    act = filter_action(p.progs, nr, args, AUDIT_ARCH[column])
+    try:
+        act = filter_action(p.progs, nr, args, AUDIT_ARCH[column])
+    except Unverifiable as e:
+        raise Unverifiable(f"{e} (on the path of {name}); the filters' verdicts cannot be "
+                           "evaluated faithfully: system calls not evaluated") from None
     return (act & 0xFFFF0000 not in (RET_ALLOW, RET_LOG) or not _capable(p, name, cap)
             or p.baseline.get(f"syscall.{name}") == "blocked")
 

@@ -485,6 +485,8 @@ exec(sys.argv[2])
 sys.stdin.read()
 """
 ALLOW_ALL = "0x06,0,0,0x7fff0000"
+# ld [8] (instruction pointer, low word); jeq 0 -> ERRNO(EPERM), else ALLOW
+ERRNO_AT_IP_0 = "0x20,0,0,8;0x15,0,1,0;0x06,0,0,0x00050001;0x06,0,0,0x7fff0000"
 
 
 def _filtered(tmp_path, filt, then):
@@ -570,6 +572,58 @@ def test_pid_of_a_process_that_does_not_stop_is_not_waited_for(tmp_path):
     rep = json.loads(r.out)
     assert not any("not evaluated" in n for n in rep["notes"]), rep["notes"]
     assert rep["facts"]["syscall.mount"] == "allowed"
+
+
+@needs_root
+def test_a_filter_on_the_instruction_pointer_is_not_evaluated(tmp_path):
+    """A filter that refuses every call made from address 0 restricts nothing real; evaluated
+    with a made-up instruction pointer of 0 it would look like a filter refusing everything.
+    ``--pid`` says it cannot tell, and the filter scores as unobservable, not as 0."""
+    mount = ("libc.syscall.restype = ctypes.c_long; "
+             "r = libc.syscall(ctypes.c_long(%d), 0, 0, 0, 0, 0); "
+             "print('mount', r, ctypes.get_errno(), flush=True)" % NR["mount"])
+    proc = _filtered(tmp_path, ERRNO_AT_IP_0, mount)
+    try:
+        _, ret, err = proc.stdout.readline().split()
+        r = run_secrun("audit", "--format", "json", "--pid", str(proc.pid), "--reference",
+                       "self", timeout=20)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    # the process really reached mount's argument checks (NULL target: EFAULT, not EPERM)
+    assert int(ret) == -1 and int(err) == errno.EFAULT, (ret, err)
+    assert r.rc == 0, r
+    rep = json.loads(r.out)
+    assert rep["facts"].get("syscall.mount") != "blocked"
+    assert not any(v == "blocked" for k, v in rep["facts"].items() if k.startswith("syscall."))
+    assert any("depends on the instruction pointer" in n for n in rep["notes"]), rep["notes"]
+    (cat,) = [c for c in rep["categories"] if c["id"] == "seccomp.filter"]
+    assert cat["effective"] == 0.5, cat
+
+
+def test_the_evaluator_refuses_an_instruction_pointer_it_does_not_know():
+    """The interpreter itself: a program that reads the instruction pointer on the path a call
+    takes makes the evaluation unverifiable; one that reads it only for other calls does not."""
+    import struct
+
+    from secrun.plugins.seccomp import live
+
+    def prog(text):
+        return b"".join(struct.pack("<HBBI", *(int(v, 0) for v in i.split(",")))
+                        for i in text.split(";"))
+
+    arch = live.AUDIT_ARCH[0]
+    with pytest.raises(live.Unverifiable, match="instruction pointer"):
+        live.filter_action([prog(ALLOW_ALL), prog(ERRNO_AT_IP_0)], NR["mount"], (), arch)
+    # high word too (offset 12)
+    with pytest.raises(live.Unverifiable):
+        live.filter_action([prog("0x20,0,0,12;0x06,0,0,0x7fff0000")], NR["mount"], (), arch)
+    # ld [0] (nr); jeq getpid -> (ld [8]; ret ERRNO) else ALLOW: mount never looks at the IP
+    only_getpid = f"0x20,0,0,0;0x15,0,2,{NR['getpid']};0x20,0,0,8;0x06,0,0,0x00050001;" \
+        "0x06,0,0,0x7fff0000"
+    assert live.filter_action([prog(only_getpid)], NR["mount"], (), arch) == live.RET_ALLOW
+    with pytest.raises(live.Unverifiable):
+        live.filter_action([prog(only_getpid)], NR["getpid"], (), arch)
 
 
 def test_the_judge_counts_the_probed_calls_only():
