@@ -40,7 +40,9 @@ Launch options (before PROGRAM; everything after PROGRAM is PROGRAM's own):
 
 \b
 A word is a subcommand only as the first argument: `secrun -- audit` or
-`secrun ./audit` runs a program named like a subcommand.
+`secrun ./audit` runs a program named like a subcommand.  A plugin's
+subcommand whose word is also a program on PATH is refused: `secrun -- WORD`
+runs the program.
 
 \b
 Exit status: the workload's own; 125 secrun failed (nothing ran); 126 PROGRAM
@@ -179,11 +181,16 @@ def docs_cmd(out: str, check: bool) -> None:
                           + " (run: make docs)")
 
 
-def _register_plugin_commands(plugin: str | None) -> None:
+def _register_plugin_commands(plugin: str | None, module: str | None = None) -> None:
     """Let the built-in plugins (and ``plugin``, a third-party one that adds the subcommand
-    being run) add their subcommands."""
+    being run, whose entry point must name ``module`` as the subcommand index does) add their
+    subcommands."""
     from .registry import Plugins
 
+    if plugin is not None and module is not None:
+        from .commands import check_module
+
+        check_module(plugin, module)
     pl = Plugins([plugin] if plugin else [])
     for name, fn in pl.order("secrun_register_commands", list(pl.info)):
         before = dict(cli.commands)
@@ -194,11 +201,12 @@ def _register_plugin_commands(plugin: str | None) -> None:
                               f"{', '.join(taken)}")
 
 
-def run_cli(argv: Sequence[str], plugin: str | None = None) -> int:
-    """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``."""
+def run_cli(argv: Sequence[str], plugin: str | None = None, module: str | None = None) -> int:
+    """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``, and
+    ``module`` the module the subcommand index recorded for it."""
     if plugin is not None or not argv or argv[0] not in cli.commands:
         try:
-            _register_plugin_commands(plugin)
+            _register_plugin_commands(plugin, module)
         except SecrunError as e:
             sys.stderr.write(f"secrun: error: {e}\n")
             return e.exit_code

@@ -9,7 +9,8 @@ A word is a subcommand only as the very first argument; after any launch option 
 words are the workload's.  So ``secrun -- audit`` or ``secrun ./audit`` runs a program named
 ``audit``, and ``secrun --profile strict ./app --profile x`` passes ``--profile x`` to ``./app``.
 Besides the built-in subcommands, a bare first word may name one an installed third-party
-plugin adds (:mod:`secrun.commands`).
+plugin adds (:mod:`secrun.commands`), unless it also names a program on the search path: that
+is refused, and ``secrun -- WORD`` runs the program.
 """
 
 from __future__ import annotations
@@ -195,12 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # a bare first word: a subcommand a third-party plugin adds, or a program
             from .commands import plugin_for
 
-            plugin = plugin_for(argv[0], SUBCOMMANDS + HELP)
-            if plugin is not None:
+            hit = plugin_for(argv[0], SUBCOMMANDS + HELP)
+            if hit is not None:
                 _release_signals()
                 from .cli import run_cli
 
-                return run_cli(argv, plugin)
+                return run_cli(argv, *hit)
         if as_command:
             # From here on a forwarded signal is recorded, and acted on at the next step of
             # the launch: before the fork it ends secrun with 128+N, nothing run.

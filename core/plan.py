@@ -32,9 +32,16 @@ plan is rebuilt from the profiles and stored again), never an error, a hang or a
   Not covered: a filesystem whose ctime granularity is a second or more (FAT, some network
   filesystems), where a same-size rewrite within the same second as the previous change and
   with the mtime restored keeps the identity; use ``--no-cache`` there.
+- **The directory**: the cache is used (read or written) only when every component of its path,
+  as given and, when a symlink is on the way, as resolved, is owned by root or the caller's
+  euid and not writable by group or others; a sticky world-writable directory such as /tmp
+  passes as an ancestor only, and a symlink only when root's or the euid's
+  (:func:`_trusted_dir`).  Otherwise there is no cache (a miss, and nothing stored): root run
+  with a caller's ``XDG_CACHE_HOME`` or ``HOME`` (``sudo -E``) never reads or writes where the
+  caller chose.  Missing directories are made 0700, each only under a trusted parent.
 - **The file itself**: opened with ``O_NOFOLLOW|O_NONBLOCK`` (a symlink or a FIFO planted at
   the path is refused, never followed or waited on) and used only when it is a regular file
-  owned by the caller and not group/world-writable, in a directory that is the same.
+  owned by the caller and not group/world-writable.
 - **Integrity**: the file is ``MAGIC + blake2b-256(payload) + payload``; the digest is checked
   before the payload is unmarshalled, so a flipped bit, a truncation or a torn write is a miss
   rather than a plan that differs from the one built (a flipped byte in a marshalled int is a
@@ -45,7 +52,9 @@ plan is rebuilt from the profiles and stored again), never an error, a hang or a
   caller's profiles or shell start-up files).
 
 Cost on a cached launch: importing ``_blake2`` (~0.1 ms, builtin; not ``hashlib``, whose
-OpenSSL module costs ~17 ms) and hashing the plan (~70 µs for 26 KB).
+OpenSSL module costs ~17 ms), hashing the plan (~70 µs for 26 KB) and an ``lstat`` for each
+component of the cache directory's path (the subcommand index's check, in the directory above,
+leaves the plan's one to make).
 """
 
 from __future__ import annotations
@@ -217,8 +226,8 @@ def _ident(path: str) -> Ident | None:
 # Keyed by everything that can change a plan besides the files in ``deps``: the arguments, the
 # identity of the caller, the search path settings and the boot (kernel facts such as
 # cap_last_cap are fixed for a boot).  The cache lives in the caller's own cache directory,
-# which must be owned by the caller and not writable by others, or it is not used.  What each
-# check covers: see the module docstring.
+# used only when every directory on its path is root's or the caller's and not writable by
+# others (:func:`_trusted_dir`).  What each check covers: see the module docstring.
 
 MAGIC = b"secrun-plan/2\n"  # the format: MAGIC, blake2b-256 of the payload, marshal payload
 _DIGEST_SIZE = 32
@@ -259,12 +268,101 @@ def _cache_file(key: str) -> str:
     return os.path.join(cache_dir(), "%08x-%d.plan" % (crc32(key.encode()), len(key)))
 
 
-def _safe_dir(d: str) -> bool:
+# Directories found to be trusted ancestors in this process, {path: for this euid} (see
+# :func:`_trusted_dir`).  Sound for the process's life: a directory that is root's or ours,
+# below ones that are, can be replaced or made writable by others only by root or by us.
+_TRUSTED_ANCESTORS: dict[str, int] = {}
+
+
+def _trusted_dir(d: str, create: bool = False) -> bool:
+    """Whether the cache may use the directory ``d`` (with ``create``, making missing directories
+    0700, each only under a trusted parent).  The path is resolved here component by component,
+    as the kernel would, and everything the resolution passes must be owned by root or by the
+    euid: a symlink (and its target's path in turn), and every directory, which must also not
+    be writable by group or others; a sticky directory writable by others (/tmp) passes as an
+    ancestor only (what is below it is root's or ours, which others cannot remove or rename
+    there).  Otherwise the cache is not used: root running with a caller's ``XDG_CACHE_HOME``
+    or ``HOME`` (``sudo -E``) must not read or write where the caller chose.  Costs one
+    ``lstat`` a component, none for a directory a previous check found trusted."""
+    if not d.startswith("/"):
+        return False
+    euid = os.geteuid()
+    todo = _names(d)
+    path, final, links = "/", "/", 0  # final: where it ended, when not checked as the last yet
+    if _TRUSTED_ANCESTORS.get("/") != euid and not _trusted_entry("/", euid, False):
+        return False
+    while todo:
+        name = todo.pop()
+        if name == "..":
+            path = final = os.path.dirname(path)
+            continue
+        nxt = path + name if path == "/" else path + "/" + name
+        last = not todo
+        if not last and _TRUSTED_ANCESTORS.get(nxt) == euid:
+            path = final = nxt
+            continue
+        st = _lstat(nxt, create)  # (made under ``path``, which passed)
+        if st is None:
+            return False
+        if st.st_mode & 0o170000 == 0o120000:  # a symlink: root's or ours, then its target
+            links += 1
+            target = _link(nxt, st, euid, links)
+            if target is None:
+                return False
+            path = final = "/" if target.startswith("/") else path
+            todo += _names(target)
+            continue
+        if not _trusted_entry(nxt, euid, last, st):
+            return False
+        path, final = nxt, ""
+    return not final or _trusted_entry(final, euid, True)
+
+
+def _names(path: str) -> list[str]:
+    """The components of ``path``, last first (a stack)."""
+    return [n for n in reversed(path.split("/")) if n and n != "."]
+
+
+def _lstat(path: str, create: bool) -> os.stat_result | None:
+    """``lstat(path)``; with ``create``, a missing directory is made (0700) first."""
     try:
-        st = os.stat(d)
+        return os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return None
+    except OSError:
+        return None
+    try:
+        os.mkdir(path, 0o700)
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _link(path: str, st: os.stat_result, euid: int, links: int) -> str | None:
+    """The target of the symlink ``path`` when root or ``euid`` owns it and it is at most the
+    40th link followed (the kernel's limit), else None."""
+    if st.st_uid != 0 and st.st_uid != euid or links > 40:
+        return None
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _trusted_entry(path: str, euid: int, last: bool, st: os.stat_result | None = None) -> bool:
+    """``path`` is a directory owned by root or ``euid`` that only its owner may write (a sticky
+    one also passes when not ``last``); it is then remembered as a trusted ancestor."""
+    try:
+        st = st or os.lstat(path)
     except OSError:
         return False
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+    mode = st.st_mode
+    if st.st_uid != 0 and st.st_uid != euid or mode & 0o170000 != 0o040000 \
+            or mode & 0o022 and (last or not mode & 0o1000):
+        return False
+    _TRUSTED_ANCESTORS[path] = euid
+    return True
 
 
 def _digest(payload: bytes) -> bytes:
@@ -354,7 +452,7 @@ def load_cached(key: str) -> Plan | None:
     import marshal
 
     path = _cache_file(key)
-    if not _safe_dir(os.path.dirname(path)):
+    if not _trusted_dir(os.path.dirname(path)):
         return None
     data = _read_regular(path)
     if data is None:
@@ -390,8 +488,7 @@ def store(key: str, plan: Plan) -> None:
     d = os.path.dirname(path)
     try:
         data = _seal(marshal.dumps({"key": key, "plan": plan}))
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        if not _safe_dir(d):
+        if not _trusted_dir(d, create=True):
             return
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

@@ -79,9 +79,14 @@ class PluginInfo:
 
 
 def _entry_points() -> dict[str, EntryPoint]:
+    """{name: entry point} of the installed plugins; of two with one name, the first on the
+    search path (as the subcommand index takes it, :mod:`secrun.commands`)."""
     from importlib.metadata import entry_points
 
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)
+    return found
 
 
 def _load(name: str, ep: EntryPoint) -> PluginInfo:

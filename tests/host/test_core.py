@@ -401,3 +401,86 @@ def test_python_dash_m_secrun_works():
     r = subprocess.run([PY, "-m", "secrun", "-p", "unconfined", "--", "echo", "ok"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "ok\n"
+
+
+# --- a plugin's subcommand word that is also a program ------------------------------------------
+# A throw-away distribution, installed into the venv for these tests and removed after: its
+# plugin adds the subcommand `factor` (also /usr/bin/factor, a program no other test runs) and
+# `clashprobe` (no program has that name).
+
+CLASH_DIST = {
+    "pyproject.toml": """\
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "secrun-clash-probe"
+        version = "0.0.1"
+
+        [project.entry-points."secrun.plugins"]
+        clashprobe = "secrun_clash_probe"
+
+        [project.entry-points."secrun.commands"]
+        factor = "secrun_clash_probe"
+        clashprobe = "secrun_clash_probe"
+
+        [tool.setuptools]
+        py-modules = ["secrun_clash_probe"]
+        """,
+    "secrun_clash_probe.py": """\
+        from secrun import hookimpl
+
+
+        @hookimpl
+        def secrun_register_commands(cli):
+            import click
+
+            @cli.command("factor", context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1)
+            def factor(args):
+                click.echo("the plugin's factor")
+
+            @cli.command("clashprobe")
+            def clashprobe():
+                click.echo("the plugin's clashprobe")
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def clash_plugin(tmp_path_factory):
+    import shutil
+    import sys
+    import textwrap
+
+    src = tmp_path_factory.mktemp("clash") / "dist"
+    src.mkdir()
+    for name, text in CLASH_DIST.items():
+        (src / name).write_text(textwrap.dedent(text))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(src)],
+                   check=True, capture_output=True)
+    try:
+        yield "clashprobe"
+    finally:
+        subprocess.run([*pip, "uninstall", "-y", "secrun-clash-probe"], capture_output=True)
+        shutil.rmtree(src, ignore_errors=True)
+
+
+def test_a_subcommand_word_that_is_a_program_on_path_is_refused(secrun, clash_plugin):
+    import shutil
+
+    assert shutil.which("factor"), "the test needs the program factor on PATH"
+    r = secrun("factor", "12")
+    assert r.rc == 125 and r.out == "", r
+    lines = r.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("secrun: error: "), r
+    assert "`secrun -- factor`" in r.err and "clashprobe" in r.err, r
+
+
+def test_dash_dash_runs_the_program_and_an_unclashing_word_the_subcommand(secrun, clash_plugin):
+    r = secrun("--", "factor", "12")
+    assert r.rc == 0 and r.out == "12: 2 2 3\n", r
+    r = secrun("clashprobe")
+    assert r.rc == 0 and r.out == "the plugin's clashprobe\n", r

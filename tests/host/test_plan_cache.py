@@ -364,3 +364,154 @@ def test_a_profile_changed_during_the_build_is_not_stored(cache, tmp_path, monke
     time.sleep(0.05)
     P.get([str(prof)])
     assert len(plan_files(cache)) == 1
+
+
+# --- where the cache directory is: every component trusted, or no cache ------------------------
+# Root run with a caller's environment (sudo -E) takes XDG_CACHE_HOME from the caller: the plan
+# cache and the subcommand index are used only when every directory on the way (as given and
+# as resolved) is root's or the caller's own and writable by no one else; otherwise no cache
+# at all (a miss), never a write through someone else's directory.
+
+def _tree(root):
+    """{relative path: (mode, uid, size)} of everything under ``root`` (not following links)."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_size)
+    return out
+
+
+@pytest.fixture
+def scratch():
+    """Directories in the host's /tmp (a sticky, world-writable ancestor, as a real one is),
+    removed after the test."""
+    import shutil
+    import tempfile
+
+    made = []
+
+    def make(owner=0, mode=0o755):
+        d = tempfile.mkdtemp(prefix="secrun-cachedir-", dir="/tmp")
+        os.chmod(d, mode)
+        os.chown(d, owner, owner)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _launches_run(cache_home, cwd):
+    """A bare-word launch (looks up the subcommand index) and an option-first one, as root."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache_home))
+    for args in (["true"], ["-p", "strict", "--", "id", "-u"]):
+        r = subprocess.run([SECRUN, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                           timeout=TIMEOUT)
+        assert "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 0, (args, r.stderr)
+
+
+def _symlink_attack(scratch):
+    """A user's directory with `secrun` -> a root-owned directory (the user's own link)."""
+    att, victim = scratch(owner=65534), scratch()
+    os.symlink(victim, os.path.join(att, "secrun"))
+    os.lchown(os.path.join(att, "secrun"), 65534, 65534)
+    return att, victim
+
+
+def _users_directory(scratch):
+    """XDG_CACHE_HOME is a directory another user owns (no link at all)."""
+    att = scratch(owner=65534)
+    return att, att
+
+
+def _roots_link_into_a_users_directory(scratch):
+    """A root-owned link on the way, to a directory another user owns."""
+    home, att = scratch(), scratch(owner=65534)
+    os.symlink(att, os.path.join(home, "secrun"))
+    return home, att
+
+
+def _group_writable_ancestor(scratch):
+    """A root-owned directory on the way that its group may write."""
+    top = scratch(mode=0o775)
+    inner = os.path.join(top, "cache")
+    os.mkdir(inner, 0o700)
+    return inner, top
+
+
+def _world_writable_sticky_leaf(scratch):
+    """The plans directory itself is sticky and world-writable like /tmp: fine above a
+    directory of ours, not as the directory the cache files are in."""
+    home = scratch()
+    os.makedirs(os.path.join(home, "secrun", "plans"))
+    os.chmod(os.path.join(home, "secrun", "plans"), 0o1777)
+    return home, os.path.join(home, "secrun", "plans")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a directory owned by nobody)")
+@pytest.mark.parametrize("make", [_symlink_attack, _users_directory,
+                                  _roots_link_into_a_users_directory, _group_writable_ancestor,
+                                  _world_writable_sticky_leaf],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_root_never_writes_into_a_cache_directory_others_control(make, scratch, tmp_path):
+    cache_home, watched = make(scratch)
+    before = _tree(watched)
+    st = os.stat(watched)
+    _launches_run(cache_home, tmp_path)
+    assert _tree(watched) == before, f"secrun wrote under {watched}"
+    assert os.stat(watched).st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_cache_below_the_sticky_tmp_and_a_roots_own_link_is_used(scratch, tmp_path):
+    """/tmp (sticky, world-writable) as an ancestor and a link owned by root to a directory of
+    root's: the cache is made (0700) and hit."""
+    real = scratch(mode=0o700)
+    via = scratch()
+    link = os.path.join(via, "home")
+    os.symlink(real, link)
+    env = dict(os.environ, XDG_CACHE_HOME=link)
+    for _ in range(2):
+        r = subprocess.run([SECRUN, "true"], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=TIMEOUT)
+        assert r.returncode == 0, r.stderr
+    plans = os.path.join(real, "secrun", "plans")
+    assert stat.S_IMODE(os.stat(plans).st_mode) == 0o700
+    assert [f for f in os.listdir(plans) if f.endswith(".plan")]
+    assert os.path.isfile(os.path.join(real, "secrun", "commands"))
+    assert P._trusted_dir(plans) and P._trusted_dir(os.path.join(link, "secrun", "plans"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a directory owned by nobody)")
+def test_trusted_dir_in_process(scratch):
+    """The rule itself: owner root or the euid on every component, no group/other write
+    (a sticky one only above a directory of ours), links only root's or ours; missing
+    directories are made 0700 only under a trusted parent."""
+    mine = scratch(mode=0o700)
+    assert P._trusted_dir(mine)
+    assert not P._trusted_dir(os.path.join(mine, "missing"))
+    made = os.path.join(mine, "a", "b")
+    assert P._trusted_dir(made, create=True)
+    assert stat.S_IMODE(os.stat(made).st_mode) == 0o700
+    theirs = scratch(owner=65534)
+    assert not P._trusted_dir(theirs)
+    assert not P._trusted_dir(os.path.join(theirs, "x"), create=True)
+    assert os.listdir(theirs) == []
+    os.symlink(mine, os.path.join(theirs, "link"))
+    os.lchown(os.path.join(theirs, "link"), 65534, 65534)
+    assert not P._trusted_dir(os.path.join(theirs, "link"))
+    rootlink = os.path.join(scratch(), "link")
+    os.symlink(os.path.join(theirs, "link"), rootlink)
+    assert not P._trusted_dir(rootlink), "a root's link to a user's link"
+    # (what this process found trusted stays so: only root or the euid could change it)
+    os.chmod(mine, 0o770)
+    P._TRUSTED_ANCESTORS.clear()
+    assert not P._trusted_dir(made), "a group-writable ancestor"
+    os.chmod(mine, 0o1777)
+    P._TRUSTED_ANCESTORS.clear()
+    assert P._trusted_dir(made), "a sticky world-writable ancestor above a directory of ours"
+    assert not P._trusted_dir(mine), "... but not as the directory itself"
+    assert not P._trusted_dir("relative/dir") and not P._trusted_dir("/tmp/../tmp")

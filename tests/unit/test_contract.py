@@ -87,3 +87,51 @@ def test_a_third_party_plugins_whole_package_invalidates_the_plan():
     names = {os.path.basename(f) for f in files if "/secrun_example/" in f}
     assert {"__init__.py", "plugin.py", "plan.py", "audit.py", "ioprio.py"} <= names
     assert any(f.endswith("secrun/stages.py") for f in files)  # the stage table: dispatch
+
+
+# --- which plugin a subcommand word loads -------------------------------------------------------
+
+def _fake_dist(site, name, plugins, commands):
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    text = "[secrun.plugins]\n" + "".join(f"{k} = {v}\n" for k, v in plugins.items())
+    text += "[secrun.commands]\n" + "".join(f"{k} = {v}\n" for k, v in commands.items())
+    (info / "entry_points.txt").write_text(text)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+
+
+def test_the_index_and_the_loader_take_the_first_entry_point_of_a_name(tmp_path, monkeypatch):
+    """Two distributions, on two directories of the search path, declare the plugin `twin`:
+    the index and the loader both take the first one's, and the index records its module."""
+    import sys
+
+    from secrun import commands, registry
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    _fake_dist(first, "twin_a", {"twin": "twin_a_mod"}, {"twinword": "twin_a_mod"})
+    _fake_dist(second, "twin_b", {"twin": "twin_b_mod"}, {"twinword": "twin_b_mod"})
+    monkeypatch.setattr(sys, "path", [str(first), str(second)])
+    found = commands.scan()
+    assert found["twinword"][0] == "twin" and found["twinword"][-1] == "twin_a_mod", found
+    assert registry._entry_points()["twin"].value == "twin_a_mod"
+
+
+def test_a_subcommand_whose_plugin_is_another_module_than_indexed_is_refused(monkeypatch,
+                                                                            capsys):
+    """The index names the word's plugin and its module; when the plugin of that name the
+    loader would import has another module, nothing of it is imported: one line, exit 125."""
+    import sys
+
+    from secrun import commands, main, registry
+
+    ep = registry._entry_points()["marker"]
+    monkeypatch.setattr(commands, "index", lambda: {
+        "probeword-xyz": ("marker", "/nowhere/x.dist-info", "secrun_testplugin.not_marker")})
+    monkeypatch.delitem(sys.modules, ep.value, raising=False)
+    rc = main.main(["probeword-xyz"])
+    err = capsys.readouterr().err
+    assert rc == 125 and len(err.splitlines()) == 1, err
+    assert "marker" in err and "secrun_testplugin.not_marker" in err and ep.value in err, err
+    assert ep.value not in sys.modules, "the plugin was imported before the check"
