@@ -118,6 +118,8 @@ SYSCALLS = {
     "openat2": (437, 437),
     "mount_setattr": (442, 442),
     "landlock_create_ruleset": (444, 444),
+    "ioprio_set": (251, 30),
+    "ioprio_get": (252, 31),
 }
 MACHINE = os.uname().machine
 _COLUMN = {"x86_64": 0, "aarch64": 1, "arm64": 1}.get(MACHINE)
