@@ -36,20 +36,20 @@ The stages (this module: all that a launch from the plan cache imports of the pl
   checks that the target profile is loaded, and opens ``libapparmor.so.1`` (here, while the
   host's filesystem is still visible: the child's ``mounts`` stage may hide it);
 - ``lsm`` (child): ``aa_change_onexec(name)``: the label takes effect at exec.  It imports
-  nothing: ``prepare`` keeps the library and the error constructor for it.
+  nothing: ``prepare`` keeps the library for it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable, SetupError
+from secrun.kernel import error, get_errno, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-
     from secrun.context import RunContext
 
     from .plan import ApparmorPlan
@@ -103,10 +103,6 @@ def loaded_mode(name: str) -> str | None:
 def _library() -> ctypes.CDLL:
     """libapparmor, with the prototypes of the two calls secrun makes, once AppArmor is known
     to be enabled (``aa_is_enabled``)."""
-    # (ctypes costs a launch milliseconds: imported only once AppArmor is known to be active)
-    import ctypes
-
-    from secrun.kernel import get_errno
 
     try:
         lib = ctypes.CDLL("libapparmor.so.1", use_errno=True)
@@ -125,8 +121,6 @@ def _library() -> ctypes.CDLL:
 
 def _load(plan: ApparmorPlan) -> None:
     """Load (or replace) the plan's binary policy in the kernel."""
-    from secrun.kernel import write_file
-
     policy = plan["policy"]
     if policy is None:
         return
@@ -150,9 +144,7 @@ def secrun_prepare(ctx: RunContext) -> None:
         raise SetupError(os.path.join(AAFS, "profiles"),
                          f"AppArmor profile {plan['target']!r} is not loaded (load it with "
                          "apparmor_parser -r, or set [apparmor].profile_file)")
-    from secrun.kernel import error  # (for the lsm stage, which must not import)
-
-    ctx.state.update(lib=lib, label=plan["target"], error=error)
+    ctx.state.update(lib=lib, label=plan["target"])
     ctx.log(f"apparmor: workload enters {plan['target']!r} ({mode or 'mode unknown'}) at exec")
 
 
@@ -162,4 +154,4 @@ def secrun_lsm(ctx: RunContext) -> None:
     if "lib" not in st:
         return  # prepare found AppArmor unavailable and the section is best-effort (reported)
     if st["lib"].aa_change_onexec(st["label"].encode()) != 0:
-        raise st["error"](f"aa_change_onexec({st['label']})")
+        raise error(f"aa_change_onexec({st['label']})")

@@ -30,22 +30,22 @@ The stages (this module: all that a launch from the plan cache imports of the pl
   before anything runs) and opens ``libselinux.so.1`` while the host's filesystem is still
   visible (libselinux also finds selinuxfs only when loaded after it is mounted);
 - ``lsm`` (child): ``setexeccon(context)``: the domain transition happens at exec.  It imports
-  nothing: ``prepare`` keeps the library and the error constructor for it.
+  nothing: ``prepare`` keeps the library for it.
 
 Also the context syntax (:func:`split_context`), which planning checks with the same code.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable, SetupError
+from secrun.kernel import check, error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-
     from secrun.context import RunContext
 
     from .plan import SelinuxPlan
@@ -92,8 +92,6 @@ def check_available() -> None:
 
 def library() -> ctypes.CDLL:
     """libselinux, with the prototypes of the calls secrun makes."""
-    # (ctypes costs a launch milliseconds: imported only once SELinux is known to be active)
-    import ctypes
 
     try:
         lib = ctypes.CDLL("libselinux.so.1", use_errno=True)
@@ -114,10 +112,6 @@ def library() -> ctypes.CDLL:
 
 
 def _getcon(lib: ctypes.CDLL) -> str:
-    import ctypes
-
-    from secrun.kernel import check
-
     con = ctypes.c_char_p()
     check(lib.getcon(ctypes.byref(con)), "getcon")
     value = (con.value or b"").decode()
@@ -162,9 +156,7 @@ def secrun_prepare(ctx: RunContext) -> None:
     if enforcing() is False:
         ctx.warn(f"selinux: the kernel is in permissive mode: the workload runs in {context}, "
                  "but denials are only logged")
-    from secrun.kernel import error  # (for the lsm stage, which must not import)
-
-    ctx.state.update(lib=lib, context=context, error=error)
+    ctx.state.update(lib=lib, context=context)
     ctx.log(f"selinux: workload enters {context} at exec")
 
 
@@ -174,4 +166,4 @@ def secrun_lsm(ctx: RunContext) -> None:
     if "lib" not in st:
         return  # prepare found SELinux unavailable and the section is best-effort (reported)
     if st["lib"].setexeccon(st["context"].encode()) != 0:
-        raise st["error"](f"setexeccon({st['context']})")
+        raise error(f"setexeccon({st['context']})")
