@@ -204,6 +204,7 @@ def _register_plugin_commands(plugin: str | None, module: str | None = None) -> 
 def run_cli(argv: Sequence[str], plugin: str | None = None, module: str | None = None) -> int:
     """The click command line; ``plugin`` is the third-party plugin that adds ``argv[0]``, and
     ``module`` the module the subcommand index recorded for it."""
+    builtin = set(cli.commands)
     if plugin is not None or not argv or argv[0] not in cli.commands:
         try:
             _register_plugin_commands(plugin, module)
@@ -229,6 +230,17 @@ def run_cli(argv: Sequence[str], plugin: str | None = None, module: str | None =
         return 125
     except click.exceptions.Abort:
         return 130
+    except SecrunError as e:
+        sys.stderr.write(f"secrun: error: {e}\n")
+        return e.exit_code
+    except Exception as e:  # a plugin subcommand's bug is one line too, not a traceback
+        if not argv or argv[0] in builtin:
+            raise
+        from .errors import one_line
+
+        sys.stderr.write(f"secrun: error: subcommand {argv[0]!r} (a plugin's) failed: "
+                         f"{type(e).__name__}: {one_line(str(e))}\n")
+        return 125
     # a command's return value is its exit status (click returns ctx.exit(n)'s n here too)
     return rv if isinstance(rv, int) else 0
 

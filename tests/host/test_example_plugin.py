@@ -264,6 +264,33 @@ def test_live_audit_sees_a_sandbox_the_control_did_not_lower(plugin):
 
 # --- the subcommand --------------------------------------------------------------------------
 
+def observe_kernel_autogroup() -> str:
+    with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+        return "on" if f.read().strip() == "1" else "off"
+
+
+def test_a_plugin_subcommand_that_fails_is_one_line(monkeypatch, capsys):
+    """A bug in a plugin's subcommand is one error line and 125, not a traceback."""
+    import click
+
+    from secrun import cli as cli_mod
+
+    def register(plugin, module):
+        @cli_mod.cli.command("broken-show")
+        def broken() -> None:
+            [].pop()
+
+    monkeypatch.setattr(cli_mod, "_register_plugin_commands", register)
+    try:
+        assert cli_mod.run_cli(["broken-show"], plugin="priority") == 125
+    finally:
+        cli_mod.cli.commands.pop("broken-show", None)
+    err = capsys.readouterr().err
+    assert err == ("secrun: error: subcommand 'broken-show' (a plugin's) failed: "
+                   "IndexError: pop from empty list\n"), err
+    assert isinstance(cli_mod.cli, click.Group)
+
+
 def test_priority_show_is_the_plugins_subcommand(plugin):
     def lowered():
         os.nice(7)
@@ -283,6 +310,10 @@ def test_priority_show_is_the_plugins_subcommand(plugin):
     finally:
         proc.kill()
         proc.wait()
+    # pid 1 never made a session of its own: the kernel prints nothing for its autogroup
+    if os.path.exists("/proc/1/autogroup") and observe_kernel_autogroup() == "on":
+        r = run_secrun("priority", "show", "1")
+        assert r.rc == 0 and r.out.splitlines()[-1].split() == ["autogroup", "root"], r
     r = run_secrun("priority", "show", "999999999")
     assert r.rc == 125 and r.err.startswith("secrun: error: process 999999999: "), r
     assert r.err.count("\n") == 1

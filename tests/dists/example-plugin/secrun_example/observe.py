@@ -7,7 +7,9 @@
   class set: the I/O schedulers derive one from the nice value);
 - ``priority.autogroup``: the nice value of the process's autogroup (``/proc/PID/autogroup``),
   ``"off"`` when the kernel does not schedule by autogroup
-  (``kernel.sched_autogroup_enabled = 0``), ``"none"`` when it has no autogroups.
+  (``kernel.sched_autogroup_enabled = 0``), ``"none"`` when it has no autogroups, ``"root"``
+  when the process is in the kernel's default group (never made a session of its own since
+  boot: the kernel prints nothing for it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def autogroup(pid: int) -> str:
         text = _read(f"/proc/{pid}/autogroup")  # "/autogroup-123 nice 10"
     except FileNotFoundError:
         return "none"
-    return text.split()[-1]
+    words = text.split()
+    return words[-1] if words else "root"
 
 
 def observe(pid: int) -> dict[str, str]:
