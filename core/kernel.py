@@ -1,9 +1,18 @@
 """The kernel interface: secrun's one libc handle, its prototypes, system call numbers, errors.
 
-- :data:`libc`: the C library, opened once for the whole of secrun (``use_errno``), with
-  ``argtypes``/``restype`` declared for every function secrun calls through it.  Variadic
-  functions (``syscall``, ``prctl``, ``ioctl``) declare their fixed parameters only; the rest
-  are passed as given (a Python int as a C ``int``, bytes as a pointer, or a ctypes value).
+- :data:`libc`: the C library, opened once for the whole of secrun (errno kept for
+  :func:`get_errno`), with ``argtypes``/``restype`` declared for every function secrun calls
+  through it.  Variadic functions (``syscall``, ``prctl``, ``ioctl``) declare their fixed
+  parameters only; the rest are passed as given (a Python int as a C ``int``, bytes as a
+  pointer, None as NULL, or a value of one of the C types below).
+- The C types (:class:`c_int`, :class:`c_uint32`, :class:`c_long`, :class:`c_ulong`,
+  :class:`c_size_t`, :class:`c_char`, :class:`c_char_p`, :class:`c_void_p`), :func:`buffer`,
+  :func:`address`, ``byref``/``POINTER``/``sizeof``, and :class:`Library` for another shared
+  library (libapparmor, libselinux): the machinery of the standard ``ctypes``, taken from its
+  C core ``_ctypes`` directly.  ``import ctypes`` costs about 2.5 ms of every launch here (its
+  ``__init__`` builds dozens of types and imports ``struct`` and ``types``); these few cost
+  about 0.2 ms.  Their values are not ``ctypes``' classes: a plugin passes Python ints, bytes,
+  None or these types to the functions of :data:`libc`.
 - :func:`nr` and :func:`syscall`: system call numbers per architecture (:data:`SYSCALLS`), for
   the calls libc has no wrapper for.  A machine missing from the table is refused when a call
   is made (a :class:`~secrun.errors.SetupError` naming the call and the machine), not at import.
@@ -15,26 +24,85 @@
   :func:`last_cap`, masks as text and :func:`parse_cap_names` for the names a profile writes
   (the capabilities plugin's sets, the seccomp plugin's Docker/OCI import).
 
-Imported only where raw calls are made (``import ctypes`` costs a few milliseconds, which an
-unconfined launch does not pay).  The live-audit probe (:mod:`secrun.audit.probe`) runs without
+The live-audit probe (:mod:`secrun.audit.probe`) runs without
 secrun inside the sandbox, so it keeps its own table of the calls it probes.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+from _ctypes import (
+    FUNCFLAG_CDECL,
+    FUNCFLAG_USE_ERRNO,
+    POINTER,
+    CFuncPtr,
+    _SimpleCData,
+    addressof,
+    byref,
+    dlopen,
+    get_errno,
+    sizeof,
+)
 
 from .errors import SetupError, SyscallError
 
 TYPE_CHECKING = False  # (typing costs launch time; mypy reads this as True)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
+    from ctypes import (
+        Array,
+        c_char,
+        c_char_p,
+        c_int,
+        c_long,
+        c_size_t,
+        c_uint32,
+        c_ulong,
+        c_void_p,
+    )
+    from typing import Any
+else:
+    # The C types, made as ctypes/__init__.py makes them (the type code picks the C type).
+    class c_int(_SimpleCData):
+        _type_ = "i"
 
-get_errno = ctypes.get_errno
+    class c_uint32(_SimpleCData):
+        _type_ = "I"
 
-_int, _long, _ulong, _size = ctypes.c_int, ctypes.c_long, ctypes.c_ulong, ctypes.c_size_t
-_str, _ptr = ctypes.c_char_p, ctypes.c_void_p
+    class c_long(_SimpleCData):
+        _type_ = "l"
+
+    class c_ulong(_SimpleCData):
+        _type_ = "L"
+
+    class c_char(_SimpleCData):
+        _type_ = "c"
+
+    class c_char_p(_SimpleCData):
+        _type_ = "z"
+
+    class c_void_p(_SimpleCData):
+        _type_ = "P"
+
+    c_size_t = c_ulong  # LP64: Linux on x86_64 and aarch64
+
+__all__ = ["POINTER", "addressof", "byref", "c_char", "c_char_p", "c_int", "c_long", "c_size_t",
+           "c_uint32", "c_ulong", "c_void_p", "get_errno", "sizeof"]
+
+_int, _long, _ulong, _size = c_int, c_long, c_ulong, c_size_t
+_str, _ptr = c_char_p, c_void_p
+
+
+def buffer(size: int) -> Array[c_char]:
+    """A zeroed, writable ``char[size]`` for the kernel to fill (its bytes: ``.raw``)."""
+    return (c_char * size)()
+
+
+def address(data: bytes) -> int:
+    """The address of the bytes of ``data``, valid while ``data`` lives (a pointer inside a
+    structure the kernel reads)."""
+    ptr = c_char_p(data)
+    return c_void_p.from_address(addressof(ptr)).value or 0
 
 # name: (restype, fixed argtypes); pointers the kernel only reads may be passed as bytes
 PROTOTYPES = {
@@ -55,19 +123,35 @@ PROTOTYPES = {
 }
 
 
-class _Libc(ctypes.CDLL):
-    """The C library; a function gets its prototype the first time it is looked up (a lookup
-    is a dlsym: a launch pays only for the functions it calls)."""
+class Library:
+    """A shared library (``dlopen``); a function gets its prototype, from ``prototypes``
+    (name: (restype, argtypes)), the first time it is looked up (a lookup is a ``dlsym``: a
+    launch pays only for the functions it calls).  Every call keeps its errno for
+    :func:`get_errno`.  OSError when the library cannot be loaded, AttributeError for a
+    function it lacks."""
 
-    def __getattr__(self, name: str) -> ctypes._NamedFuncPointer:
-        fn = super().__getattr__(name)
-        proto = PROTOTYPES.get(name)
+    def __init__(self, name: str | None,
+                 prototypes: Mapping[str, tuple[Any, tuple[Any, ...]]]) -> None:
+        self._handle = dlopen(name)  # type: ignore[arg-type]  # (None: the program itself)
+        self._prototypes = prototypes
+
+    def __getattr__(self, name: str) -> Callable[..., int]:
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        fn = _Function((name, self))  # type: ignore[arg-type]  # (a CDLL's part: ._handle)
+        proto = self._prototypes.get(name)
         if proto is not None:
             fn.restype, fn.argtypes = proto
+        setattr(self, name, fn)
         return fn
 
 
-libc = _Libc(None, use_errno=True)
+class _Function(CFuncPtr):
+    _flags_ = FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+libc = Library(None, PROTOTYPES)
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2

@@ -3,8 +3,8 @@
 Plugins own every control; this module only walks :data:`secrun.stages.STAGES` and calls each
 stage's hook implementations from the plan's dispatch table.  It is on the launch path of every
 sandboxed command, so it imports nothing beyond ``os``, ``sys``, ``_signal``, ``marshal``
-(through :mod:`secrun.protocol`) and :mod:`secrun.kernel` (``ctypes``: every launch sets the
-death signal and the supervisor's dumpability, which only ``prctl`` does).
+(through :mod:`secrun.protocol`) and :mod:`secrun.kernel` (libc through ``_ctypes``: every
+launch sets the death signal and the supervisor's dumpability, which only ``prctl`` does).
 
 Processes::
 
@@ -51,14 +51,22 @@ Lifetime and session (each a promise the live audit checks):
 from __future__ import annotations
 
 import _signal
-import ctypes
+import gc
 import os
 import sys
 from time import perf_counter as _now
 
 from .context import RunContext
 from .errors import EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, describe_oserror
-from .kernel import NR, PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, libc, prctl
+from .kernel import (
+    NR,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    PR_SET_PDEATHSIG,
+    buffer,
+    libc,
+    prctl,
+)
 from .protocol import FINAL, STATUS, ProtocolError, Reader, release, released, send
 from .stages import (
     ANNOUNCE,
@@ -303,6 +311,7 @@ def _supervise(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, c: _Child,
                 _kill_and_reap(p)
             return _fail(f.line())
 
+    gc.enable()  # the workload runs: the supervisor may now live long (deps/secrun-launcher.in)
     waiter = _Waiter(answer.waited[0], c)
     status = c.term.relay(waiter) if c.term is not None else waiter.wait()
     os.close(c.r_final)
@@ -723,11 +732,11 @@ def _reset_signals() -> None:
         if sig not in (_signal.SIGKILL, _signal.SIGSTOP) and getsignal(sig) == ign:
             signal(sig, dfl)
     if _NR_RT_SIGACTION is not None:
-        old = ctypes.create_string_buffer(32)  # struct sigaction as the kernel has it
+        old = buffer(32)  # struct sigaction as the kernel has it
         for sig in range(32, 34):
             if sig not in valid and libc.syscall(_NR_RT_SIGACTION, sig, None, old, 8) == 0 \
                     and old.raw[:8] == (1).to_bytes(8, "little"):  # SIG_IGN
-                libc.syscall(_NR_RT_SIGACTION, sig, ctypes.create_string_buffer(32), None, 8)
+                libc.syscall(_NR_RT_SIGACTION, sig, buffer(32), None, 8)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 

@@ -41,12 +41,11 @@ The stages (this module: all that a launch from the plan cache imports of the pl
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable, SetupError
-from secrun.kernel import error, get_errno, write_file
+from secrun.kernel import Library, c_char_p, c_int, error, get_errno, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,18 +99,16 @@ def loaded_mode(name: str) -> str | None:
     return None
 
 
-def _library() -> ctypes.CDLL:
+def _library() -> Library:
     """libapparmor, with the prototypes of the two calls secrun makes, once AppArmor is known
     to be enabled (``aa_is_enabled``)."""
 
     try:
-        lib = ctypes.CDLL("libapparmor.so.1", use_errno=True)
+        lib = Library("libapparmor.so.1", {"aa_is_enabled": (c_int, ()),
+                                           "aa_change_onexec": (c_int, (c_char_p,))})
     except OSError as e:
         raise NotAvailable("libapparmor.so.1", f"cannot load it ({e}); install the Debian "
                            "package 'libapparmor1'") from None
-    lib.aa_is_enabled.restype, lib.aa_is_enabled.argtypes = ctypes.c_int, ()
-    lib.aa_change_onexec.restype = ctypes.c_int
-    lib.aa_change_onexec.argtypes = (ctypes.c_char_p,)
     if lib.aa_is_enabled() != 1:
         err = get_errno()
         raise NotAvailable("aa_is_enabled", "AppArmor is not enabled in this kernel"

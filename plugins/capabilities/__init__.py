@@ -43,7 +43,6 @@ The child stage and the kernel interface it uses: capget/capset
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -53,6 +52,7 @@ from secrun.kernel import (
     PR_CAP_AMBIENT,
     PR_CAPBSET_DROP,
     PR_CAPBSET_READ,
+    c_uint32,
     cap_name,
     cap_names_of,
     error,
@@ -79,7 +79,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 # --- the kernel interface: capget/capset (v3) and prctl ------------------------------------------
 # Everything the child stage touches is made here, when the supervisor imports the module before
 # fork: the libc functions, and one header and one data buffer for capget/capset, reused by
-# every call (ctypes objects made first in the forked child cost more there, and after the
+# every call (C objects made first in the forked child cost more there, and after the
 # mounts and identity stages Python may no longer be able to read its own library).
 # The v3 header is {u32 version; int pid}; the data is two {u32 effective, permitted,
 # inheritable} structs, for capabilities 0-31 and 32-63.
@@ -87,7 +87,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _prctl = libc.prctl
 _capget = libc.capget
 _capset = libc.capset
-_U32x6 = ctypes.c_uint32 * 6
+_U32x6 = c_uint32 * 6
 _HEADER = _U32x6(LINUX_CAPABILITY_VERSION_3, 0)
 _DATA = _U32x6()
 

@@ -1,6 +1,6 @@
 """The mount machinery of the ``filesystem`` plugin: builds the view in the child's ``mounts``
 stage with the new mount API (open_tree, move_mount, fsopen/fsmount, mount_setattr), openat2
-and pivot_root, all through ctypes.  the package imports it, so a launch that has a
+and pivot_root, all through :mod:`secrun.kernel`.  The package imports it, so a launch that has a
 ``[filesystem]`` section loads it before fork: it holds only what the stages run.  The plan
 arrives ready (operations, byte paths, flags; see :mod:`.view`) and the stage only loops over
 it.
@@ -37,14 +37,13 @@ call is built only when it fails.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import sys
 from stat import S_ISDIR
 
 from secrun.errors import SetupError, describe_oserror, errno_text
-from secrun.kernel import error, get_errno, libc, syscall
+from secrun.kernel import c_size_t, c_ulong, error, get_errno, libc, syscall
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ _fsmount = syscall("fsmount")
 _openat2 = syscall("openat2")
 _mount_setattr = syscall("mount_setattr")
 
-MS_REC_PRIVATE = ctypes.c_ulong(0x4000 | (1 << 18))  # MS_REC | MS_PRIVATE
+MS_REC_PRIVATE = c_ulong(0x4000 | (1 << 18))  # MS_REC | MS_PRIVATE
 MNT_DETACH = 2
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
@@ -108,8 +107,8 @@ _HOW = O_PATH.to_bytes(8, _BO) + bytes(8) + (RESOLVE_BENEATH | RESOLVE_NO_MAGICL
 # the way (its path is the one getcwd() gave, which has none unless changed since)
 _HOW_DIR = (O_PATH | os.O_DIRECTORY).to_bytes(8, _BO) + bytes(8) + (
     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS).to_bytes(8, _BO)
-_HOW_SIZE = ctypes.c_size_t(24)
-_ATTR_SIZE = ctypes.c_size_t(32)
+_HOW_SIZE = c_size_t(24)
+_ATTR_SIZE = c_size_t(32)
 
 
 def mount_attr(set_: int, clr: int) -> bytes:

@@ -4,8 +4,8 @@ Section ``[seccomp]``.  Planning (``secrun_compile``, cached): the profile's all
 named groups (``data/seccomp_groups.json``), per-call actions, argument conditions and an
 optional Docker/OCI JSON import are compiled with libseccomp into one classic-BPF program,
 stored as bytes in the plan.  Child stage ``seccomp``, the last before exec: the bytes are
-loaded with ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` through ctypes, so a launch never
-imports pyseccomp (~35 ms) or libseccomp.
+loaded with ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` through :mod:`secrun.kernel`, so a
+launch never imports pyseccomp (~35 ms) or libseccomp.
 
 The kernel accepts a filter from a process that has no_new_privs set or holds CAP_SYS_ADMIN.
 secrun does not set no_new_privs here: ``[process].no_new_privs`` (default true) owns it and
@@ -25,18 +25,17 @@ The stages (this module: all that a launch from the plan cache imports of the pl
 
 ``prepare`` (in the supervisor, before fork) sets up the
 call, and the child's ``seccomp`` stage, the last before exec, loads the plan's BPF program with
-``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)`` through ctypes.  What a launch imports of the
+``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)``.  What a launch imports of the
 plugin: never pyseccomp (~35 ms) or libseccomp.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable
-from secrun.kernel import PR_SET_SECCOMP, error, libc
+from secrun.kernel import PR_SET_SECCOMP, address, c_ulong, error, libc
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,15 +53,13 @@ def secrun_prepare(ctx: RunContext) -> None:
     arguments are made here, so the child only makes the one prctl() call (and imports nothing
     after the filesystem view may have hidden the interpreter's own library directory).  The
     ``sock_fprog`` {unsigned short len; struct sock_filter *filter} is plain bytes (the kernel
-    only reads it), so no ctypes type is made on a launch."""
+    only reads it)."""
     plan: SeccompPlan = ctx.plan
     bpf = plan["bpf"]
-    ptr = ctypes.c_char_p(bpf)  # points into the plan's bytes object, which outlives the run
-    addr = ctypes.cast(ptr, ctypes.c_void_p).value or 0
-    prog = (len(bpf) // 8).to_bytes(8, "little") + addr.to_bytes(8, "little")
-    ctx.state["pointer"] = ptr  # (kept with the arguments, as long as the run)
-    ctx.state["args"] = (PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), prog,
-                         ctypes.c_ulong(0), ctypes.c_ulong(0))
+    # the filter's address: in the plan's bytes object, which outlives the run
+    prog = (len(bpf) // 8).to_bytes(8, "little") + address(bpf).to_bytes(8, "little")
+    ctx.state["args"] = (PR_SET_SECCOMP, c_ulong(SECCOMP_MODE_FILTER), prog, c_ulong(0),
+                         c_ulong(0))
 
 
 @hookimpl

@@ -37,12 +37,11 @@ Also the context syntax (:func:`split_context`), which planning checks with the 
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from secrun import hookimpl
 from secrun.errors import NotAvailable, SetupError
-from secrun.kernel import check, error
+from secrun.kernel import POINTER, Library, byref, c_char_p, c_int, check, error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -90,36 +89,31 @@ def check_available() -> None:
         raise NotAvailable(SELINUXFS, "SELinux is enabled but selinuxfs is not mounted here")
 
 
-def library() -> ctypes.CDLL:
+def library() -> Library:
     """libselinux, with the prototypes of the calls secrun makes."""
 
     try:
-        lib = ctypes.CDLL("libselinux.so.1", use_errno=True)
+        lib = Library("libselinux.so.1", {
+            "getcon": (c_int, (POINTER(c_char_p),)), "freecon": (None, (c_char_p,)),
+            "security_check_context": (c_int, (c_char_p,)), "setexeccon": (c_int, (c_char_p,))})
     except OSError as e:
         raise NotAvailable("libselinux.so.1", f"cannot load it ({e}); install the Debian "
                            "package 'libselinux1'") from None
-    char_pp = ctypes.POINTER(ctypes.c_char_p)
-    for name, restype, argtypes in (("getcon", ctypes.c_int, (char_pp,)),
-                                    ("freecon", None, (ctypes.c_char_p,)),
-                                    ("security_check_context", ctypes.c_int, (ctypes.c_char_p,)),
-                                    ("setexeccon", ctypes.c_int, (ctypes.c_char_p,))):
-        f = getattr(lib, name)
-        f.restype, f.argtypes = restype, argtypes
     # Not gated on is_selinux_enabled(): it also demands /etc/selinux/config, a distribution's
     # configuration file that a kernel with a loaded policy does not need.  The kernel's own
     # facts (the LSM list, a mounted selinuxfs) were checked by check_available.
     return lib
 
 
-def _getcon(lib: ctypes.CDLL) -> str:
-    con = ctypes.c_char_p()
-    check(lib.getcon(ctypes.byref(con)), "getcon")
+def _getcon(lib: Library) -> str:
+    con = c_char_p()
+    check(lib.getcon(byref(con)), "getcon")
     value = (con.value or b"").decode()
     lib.freecon(con)
     return value
 
 
-def full_context(lib: ctypes.CDLL, plan: SelinuxPlan) -> str:
+def full_context(lib: Library, plan: SelinuxPlan) -> str:
     """The context the workload gets: the plan's, or secrun's own with the plan's type."""
     if plan["context"]:
         return plan["context"]
