@@ -169,6 +169,15 @@ def _isolate(argv: list[str]) -> None:
         os.execv(sys.executable, [sys.executable, "-I", *xopts, "-m", "secrun", *argv])
 
 
+def _subcommand() -> None:
+    """A subcommand runs as any Python program: the signals the launcher held delivered, and
+    the garbage collector it turned off back on (see deps/secrun-launcher.in)."""
+    import gc
+
+    gc.enable()
+    _release_signals()
+
+
 def _release_signals() -> None:
     """Deliver the signals the launcher held (see deps/secrun-launcher.in)."""
     import _signal
@@ -188,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sup = None
     try:
         if not argv or argv[0] in SUBCOMMANDS or argv[0] in HELP:
-            _release_signals()
+            _subcommand()
             from .cli import run_cli
 
             return run_cli(argv)
@@ -198,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             hit = plugin_for(argv[0], SUBCOMMANDS + HELP)
             if hit is not None:
-                _release_signals()
+                _subcommand()
                 from .cli import run_cli
 
                 return run_cli(argv, *hit)
