@@ -515,3 +515,23 @@ def test_trusted_dir_in_process(scratch):
     assert P._trusted_dir(made), "a sticky world-writable ancestor above a directory of ours"
     assert not P._trusted_dir(mine), "... but not as the directory itself"
     assert not P._trusted_dir("relative/dir") and not P._trusted_dir("/tmp/../tmp")
+
+
+def test_a_cached_strict_launch_imports_only_what_it_runs(cache, tmp_path):
+    """What a launch from the cache imports, with the launcher's own interpreter options:
+    never the planning libraries, and never ``ctypes`` itself (secrun.kernel takes libc from
+    ``_ctypes``: ``import ctypes`` is ~2.5 ms of every launch), ``struct`` or ``typing``."""
+    assert launch(cache, tmp_path, "-p", "strict", "--", "true").returncode == 0  # caches
+    with open(SECRUN) as f:
+        interpreter = f.readline().split()[-2]  # #!/usr/bin/env -S ... PYTHON -IS
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    r = subprocess.run([interpreter, "-IS", "-X", "importtime", SECRUN, "-p", "strict", "--",
+                        "true"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    mods = {s.split("|")[-1].strip() for s in r.stderr.splitlines()
+            if s.startswith("import time:")}
+    assert "secrun.plugins.seccomp" in mods and "_ctypes" in mods, r.stderr  # (it did run)
+    for heavy in ("ctypes", "struct", "typing", "pluggy", "click", "pyseccomp", "secrun.compose",
+                  "secrun.registry", "tomllib", "json"):
+        assert heavy not in mods, heavy
