@@ -311,7 +311,12 @@ def _supervise(ctx: RunContext, dispatch: Dispatch, sup: Supervisor, c: _Child,
                 _kill_and_reap(p)
             return _fail(f.line())
 
-    gc.enable()  # the workload runs: the supervisor may now live long (deps/secrun-launcher.in)
+    # The workload runs: the supervisor may live long now, so the collector goes back on (see
+    # deps/secrun-launcher.in), for what it allocates from here on: the set-up's objects are
+    # frozen first, or its first pass would scan them all (~2 ms, while the workload that has
+    # just been exec'd waits for the CPU).
+    gc.freeze()
+    gc.enable()
     waiter = _Waiter(answer.waited[0], c)
     status = c.term.relay(waiter) if c.term is not None else waiter.wait()
     os.close(c.r_final)
