@@ -197,7 +197,10 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
       namespace), ``"host"`` or ``"none"``;
     - ``proc.session``, ``proc.pgrp``: ``"own"`` or ``"caller"`` (shared with the process that
       started secrun); ``proc.tty``: ``"none"``, ``"own"`` or ``"caller"`` (the controlling
-      terminal); ``proc.pdeathsig``: the death signal's name or ``"none"``;
+      terminal); ``proc.pdeathsig``: the death signal's name or ``"none"``; ``proc.bound``:
+      what ends the workload when its parent dies: ``"pdeathsig"`` (a SIGKILL death signal),
+      ``"init"`` (its parent is pid 1 of its pid namespace, whose death kills the namespace)
+      or ``"none"``;
       ``proc.sig_ignored``, ``proc.sig_blocked``: the signals ignored / blocked when the
       workload started, space-separated names or ``"none"``;
     - ``net.interfaces``: space-separated names;

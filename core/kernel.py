@@ -5,14 +5,14 @@
   through it.  Variadic functions (``syscall``, ``prctl``, ``ioctl``) declare their fixed
   parameters only; the rest are passed as given (a Python int as a C ``int``, bytes as a
   pointer, None as NULL, or a value of one of the C types below).
-- The C types (:class:`c_int`, :class:`c_uint32`, :class:`c_long`, :class:`c_ulong`,
-  :class:`c_size_t`, :class:`c_char`, :class:`c_char_p`, :class:`c_void_p`), :func:`buffer`,
-  :func:`address`, ``byref``/``POINTER``/``sizeof``, and :class:`Library` for another shared
-  library (libapparmor, libselinux): the machinery of the standard ``ctypes``, taken from its
-  C core ``_ctypes`` directly.  ``import ctypes`` costs about 2.5 ms of every launch here (its
-  ``__init__`` builds dozens of types and imports ``struct`` and ``types``); these few cost
-  about 0.2 ms.  Their values are not ``ctypes``' classes: a plugin passes Python ints, bytes,
-  None or these types to the functions of :data:`libc`.
+- The C types (:class:`c_short`, :class:`c_int`, :class:`c_uint32`, :class:`c_long`,
+  :class:`c_ulong`, :class:`c_size_t`, :class:`c_char`, :class:`c_char_p`, :class:`c_void_p`),
+  :func:`buffer`, :func:`address`, ``byref``/``POINTER``/``sizeof``, and :class:`Library` for
+  another shared library (libapparmor, libselinux): the machinery of the standard ``ctypes``,
+  taken from its C core ``_ctypes`` directly.  ``import ctypes`` costs about 2.5 ms of every
+  launch here (its ``__init__`` builds dozens of types and imports ``struct`` and ``types``);
+  these few cost about 0.2 ms.  Their values are not ``ctypes``' classes: a plugin passes
+  Python ints, bytes, None or these types to the functions of :data:`libc`.
 - :func:`nr` and :func:`syscall`: system call numbers per architecture (:data:`SYSCALLS`), for
   the calls libc has no wrapper for.  A machine missing from the table is refused when a call
   is made (a :class:`~secrun.errors.SetupError` naming the call and the machine), not at import.
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         c_char_p,
         c_int,
         c_long,
+        c_short,
         c_size_t,
         c_uint32,
         c_ulong,
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
     from typing import Any
 else:
     # The C types, made as ctypes/__init__.py makes them (the type code picks the C type).
+    class c_short(_SimpleCData):
+        _type_ = "h"
+
     class c_int(_SimpleCData):
         _type_ = "i"
 
@@ -86,8 +90,8 @@ else:
 
     c_size_t = c_ulong  # LP64: Linux on x86_64 and aarch64
 
-__all__ = ["POINTER", "addressof", "byref", "c_char", "c_char_p", "c_int", "c_long", "c_size_t",
-           "c_uint32", "c_ulong", "c_void_p", "get_errno", "sizeof"]
+__all__ = ["POINTER", "addressof", "byref", "c_char", "c_char_p", "c_int", "c_long", "c_short",
+           "c_size_t", "c_uint32", "c_ulong", "c_void_p", "get_errno", "sizeof"]
 
 _int, _long, _ulong, _size = c_int, c_long, c_ulong, c_size_t
 _str, _ptr = c_char_p, c_void_p
@@ -120,6 +124,12 @@ PROTOTYPES = {
     "capget": (_int, (_ptr, _ptr)),                        # header, data
     "capset": (_int, (_ptr, _ptr)),
     "setrlimit": (_int, (_int, _ptr)),                     # resource, struct rlimit
+    # pid, path, file actions, attributes, argv, envp; the result is 0 or an errno value
+    "posix_spawn": (_int, (POINTER(_int), _str, _ptr, _ptr, _ptr, _ptr)),
+    "posix_spawnattr_init": (_int, (_ptr,)),
+    "posix_spawnattr_setflags": (_int, (_ptr, c_short)),
+    "posix_spawnattr_setsigmask": (_int, (_ptr, _ptr)),         # attr, sigset_t
+    "posix_spawnattr_setsigdefault": (_int, (_ptr, _ptr)),
 }
 
 

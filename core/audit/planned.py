@@ -118,8 +118,8 @@ def core_rows() -> list[AuditRow]:
         row("session", "own session and process group; controlling terminal: a new pty "
             "relayed by secrun, or none", {"proc.session": "own", "proc.pgrp": "own",
                                            "proc.tty": "none|own"}),
-        row("supervision", "dies with secrun (death signal; pid 1 takes its pid namespace "
-            "along)", {"proc.pdeathsig": "SIGKILL"}),
+        row("supervision", "dies with secrun (its death signal, or its parent is pid 1 of its "
+            "pid namespace, which takes the namespace along)", {"proc.bound": "pdeathsig|init"}),
         row("signals", "default dispositions and an empty signal mask at exec",
             {"proc.sig_ignored": "none", "proc.sig_blocked": "none"}),
         row("plan cache", "a launch from here takes this plan, or compiles it afresh",

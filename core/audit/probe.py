@@ -320,6 +320,15 @@ def pdeathsig() -> str:
     return SIGNAL_NAMES.get(sig.value, str(sig.value)) if sig.value else "none"
 
 
+def bound(death_signal: str) -> str:
+    """What ends this process when its parent dies: ``"pdeathsig"``, ``"init"`` (the parent is
+    pid 1 of this process's pid namespace: its death makes the kernel kill the namespace) or
+    ``"none"``."""
+    if death_signal == "SIGKILL":
+        return "pdeathsig"
+    return "init" if os.getppid() == 1 and os.getpid() != 1 else "none"
+
+
 def inside(ref: dict, dispositions: list[str] | None = None) -> dict[str, str]:
     """Facts from inside.  ``dispositions``: (SigIgn, SigBlk) as the workload started with them
     (read by the shell that execs this probe: Python itself ignores SIGPIPE and SIGXFSZ at
@@ -328,6 +337,7 @@ def inside(ref: dict, dispositions: list[str] | None = None) -> dict[str, str]:
     facts.update(view_facts(mount_tree("/proc/self"), ref.get("paths", ()),
                             facts.get("ns.cgroup", "")))
     facts["proc.pdeathsig"] = pdeathsig()
+    facts["proc.bound"] = bound(facts["proc.pdeathsig"])
     if dispositions:
         facts["proc.sig_ignored"] = signal_set(dispositions[0])
         facts["proc.sig_blocked"] = signal_set(dispositions[1])

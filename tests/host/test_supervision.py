@@ -443,8 +443,35 @@ def test_live_audit_verifies_session_supervision_and_signals(profile, tmp_path):
         assert r["verified"] is True, r
     facts = rep["facts"]
     assert facts["proc.session"] == "own" and facts["proc.pgrp"] == "own"
-    assert facts["proc.pdeathsig"] == "SIGKILL"
+    # the probe runs with -t (the path an interactive launch takes): pid 1 forks it, and it
+    # sets its own death signal
+    assert facts["proc.bound"] == "pdeathsig" and facts["proc.pdeathsig"] == "SIGKILL", facts
     assert facts["proc.sig_ignored"] == "none" and facts["proc.sig_blocked"] == "none"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_workload_without_a_terminal_starts_as_a_fresh_process(profile, tmp_path):
+    """Without a terminal, pid 1 starts the workload with posix_spawn: its own session and
+    process group, pid 1 as its parent and no death signal of its own (the namespace dies with
+    pid 1), and the same start as after a fork (the signal state: the test above)."""
+    code = ("import ctypes, os; s = ctypes.c_int(); "
+            "ctypes.CDLL(None).prctl(2, ctypes.byref(s), 0, 0, 0); "
+            "print(os.getpid(), os.getsid(0), os.getpgrp(), os.getppid(), s.value)")
+    cp = subprocess.run([SECRUN, "-p", profile, "--", "python3", "-c", code],
+                        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, cp
+    pid, sid, pgrp, ppid, pdeathsig = map(int, cp.stdout.split())
+    assert pid == sid == pgrp == 2 and ppid == 1 and pdeathsig == 0, cp.stdout
+    # an exec error is the workload's, as after a fork: 127 not found, 126 not executable
+    cp = subprocess.run([SECRUN, "-p", profile, "--", "no-such-program-here"],
+                        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 127 and cp.stderr.endswith(
+        "secrun: no-such-program-here: No such file or directory\n"), cp
+    cp = subprocess.run([SECRUN, "-p", profile, "--", "/etc/passwd"], capture_output=True,
+                        text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert cp.returncode == 126 and "Permission denied" in cp.stderr, cp
 
 
 def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
@@ -470,7 +497,8 @@ def test_probe_detects_a_workload_in_the_callers_session(tmp_path):
     bad = live.check_expects(rows, facts)
     named = {(m["control"], m["fact"]) for m in bad}
     assert ("session", "proc.session") in named and ("session", "proc.pgrp") in named, bad
-    assert ("supervision", "proc.pdeathsig") in named, bad
+    assert ("supervision", "proc.bound") in named, bad
+    assert facts["proc.bound"] == "none", facts
     assert ("signals", "proc.sig_ignored") in named, bad
     assert "SIGPIPE" in facts["proc.sig_ignored"].split(), facts
 
