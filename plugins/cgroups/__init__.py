@@ -4,8 +4,9 @@ Section ``[cgroups]``.  Stages: ``prepare`` (supervisor, before fork: create the
 start warming up the kernel's cgroup migration in a helper process, write the limits),
 ``attach`` (supervisor: reap that helper and move the process that will exec into the groups
 while it builds its filesystem view; it waits for this before its next stage, so the workload
-runs no code of its own outside its group), ``cleanup`` (kill whatever is left, remove the
-groups, report OOM kills and a hit pids limit).
+runs no code of its own outside its group), ``started`` (remove dead runs' leftovers, while
+the workload runs), ``cleanup`` (kill whatever is left, remove the groups, report OOM kills and
+a hit pids limit).
 ``secrun cgroups gc`` removes groups left behind by a secrun that was SIGKILLed.  Fact:
 ``cgroups.attach`` (None, ``"required"`` or ``"best-effort"``), for the plugins whose work
 depends on the workload having a group of its own (the cgroup namespace, the cgroup mounts).
@@ -22,7 +23,7 @@ Both managers have the same interface (:class:`.layout.Manager`): ``create``, ``
 ``secrun-<pid>-<12 hex>``; the pid is only informative (it is namespace-local when secrun runs in
 a pid namespace).  Whether a run is alive is told by a lock: the supervisor holds an exclusive
 ``flock`` on each of its group directories from right after ``mkdir`` until it has removed them,
-so the lock is free exactly when the supervisor is gone (:mod:`.lock`).  ``prepare`` removes the
+so the lock is free exactly when the supervisor is gone (:mod:`.lock`).  ``started`` removes the
 empty groups whose lock is free next to the run's own (:func:`.lock.sweep`), and ``secrun
 cgroups gc`` kills and removes any group whose lock is free (:mod:`.gc`).  Groups named
 ``secrun-<pid>-<8 hex>`` were made by a secrun before the lock existed: gc removes them only
@@ -49,6 +50,7 @@ installation).
   limits are written;
 - ``attach`` (supervisor, while the child builds its filesystem view): the helper is reaped
   and the process that will exec is moved into the groups;
+- ``started`` (supervisor, once the workload runs): the sweep of dead runs' leftovers;
 - ``cleanup``: the helper is reaped (whatever failed before), the statistics read, what is
   left in the groups killed, the groups removed, an OOM kill or a hit pids limit reported.
 """
@@ -172,8 +174,8 @@ def secrun_prepare(ctx: RunContext) -> None:
 
 
 def _make_groups(ctx: RunContext, layout: Layout, made: list[Manager]) -> list[Manager]:
-    """Decide the managers, refuse (or report) the controllers the host lacks, sweep dead
-    runs' leftovers and make the run's groups; ``made`` records each manager first."""
+    """Decide the managers, refuse (or report) the controllers the host lacks and make the
+    run's groups; ``made`` records each manager first."""
     plan: CgroupsPlan = ctx.plan
     mgrs, missing = managers_for(layout, plan, new_name())
     for c in sorted(missing):
@@ -184,8 +186,6 @@ def _make_groups(ctx: RunContext, layout: Layout, made: list[Manager]) -> list[M
         if ctx.required(SECTION):
             raise SetupError(f"cgroup {c} controller", text)
         ctx.warn(text)
-    # Leftovers of dead runs next to ours (a supervisor that was SIGKILLed cannot clean up).
-    sweep({p for m in mgrs for p in m.parents()})
     for m in mgrs:
         made.append(m)  # recorded first: a failed create leaves what it made to cleanup
         m.create()
@@ -315,6 +315,16 @@ def _check_usage(plan: CgroupsPlan, pid: int) -> None:
                              f"the limit ({mem} bytes) is below the current usage of the "
                              f"process being placed in the group ({rss} bytes of private "
                              f"memory, RssAnon from {path}): raise memory_max")
+
+
+# --- started -------------------------------------------------------------------------------------
+
+@hookimpl
+def secrun_started(ctx: RunContext) -> None:
+    """The workload runs: now, off the launch's path, remove the leftovers of dead runs next
+    to this run's groups (a supervisor that was SIGKILLed cannot clean up after itself)."""
+    mgrs: list[Manager] = ctx.state.get("managers") or []
+    sweep({p for m in mgrs for p in m.parents()})
 
 
 # --- cleanup -------------------------------------------------------------------------------------

@@ -46,6 +46,29 @@ def test_builtins_are_the_entry_points_of_secruns_distribution():
     assert all(loaded.info[n].module.__name__ == eps[n] for n in builtin)
 
 
+def test_every_hook_a_builtin_plugin_defines_is_registered():
+    """A ``secrun_*`` function in a built-in plugin's modules that its entry point (the
+    ``plugin`` module) does not export is never called: pluggy registers what that module
+    holds."""
+    import importlib
+
+    from secrun.registry import builtin_entry_points
+
+    for name, modname in builtin_entry_points().items():
+        entry = importlib.import_module(modname)
+        package = modname.rsplit(".", 1)[0]
+        pkg_dir = os.path.dirname(importlib.import_module(package).__file__)
+        for f in sorted(os.listdir(pkg_dir)):
+            if not f.endswith(".py") or f == "plugin.py":
+                continue
+            mod = importlib.import_module(package if f == "__init__.py" else
+                                          f"{package}.{f[:-3]}")
+            for attr, value in vars(mod).items():
+                if attr.startswith("secrun_") and attr in dir(hookspecs) and callable(value) \
+                        and getattr(value, "__module__", None) == mod.__name__:
+                    assert getattr(entry, attr, None) is value, (name, mod.__name__, attr)
+
+
 def test_plans_are_plain_data():
     import marshal
 
