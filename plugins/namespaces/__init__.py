@@ -20,8 +20,10 @@ Section ``[namespaces]``.  Stages, in the order the core calls them:
   UTS namespace.
 
 Rootless: when secrun runs as an ordinary user, ``user = "auto"`` (the default) makes a user
-namespace mapping that user (to itself, or to root inside with ``user_map = "root"``), so every
-other namespace can be created inside it.  Without one, a namespace that needs CAP_SYS_ADMIN
+namespace mapping that user, so every other namespace can be created inside it.  With
+``user_map = "auto"`` (the default) the caller's own uid and gid are mapped to the [identity]
+ids (65534 for strict: one id each, which needs no subordinate ids), else to themselves;
+``"root"`` maps them to 0 inside.  Without one, a namespace that needs CAP_SYS_ADMIN
 fails with a message saying so and naming the key to set.
 
 Facts it publishes for the other plugins (``secrun_facts``): ``namespaces.made``,
@@ -194,6 +196,9 @@ def _id_maps(plan: NamespacesPlan) -> tuple[str, str, str]:
     uid, gid = os.geteuid(), os.getegid()
     if plan["map"] == "root":
         return f"0 {uid} 1\n", f"0 {gid} 1\n", "deny"
+    if plan["map"] == "identity":  # one id each, the caller's own, seen as the workload's
+        inside_uid, inside_gid = plan["inside"]
+        return f"{inside_uid} {uid} 1\n", f"{inside_gid} {gid} 1\n", "deny"
     return f"{uid} {uid} 1\n", f"{gid} {gid} 1\n", "deny"
 
 

@@ -66,8 +66,11 @@ MEANING = {
 def _user_value(ctx: AuditContext, plan: NamespacesPlan) -> str:
     if plan["user"]:
         start, size = plan["range"]
+        in_uid, in_gid = plan.get("inside", (0, 0))
         inside = {"self": "the caller's own uid/gid", "root": "uid/gid 0 (the caller)",
-                  "range": f"ids 0..{size - 1} = host {start}..{start + size - 1}"}[plan["map"]]
+                  "range": f"ids 0..{size - 1} = host {start}..{start + size - 1}",
+                  "identity": f"uid/gid {in_uid}/{in_gid} = the caller (its only ids)",
+                  }[plan["map"]]
         return f"new ({inside})"
     return "host" + (" (auto: secrun runs as root)" if ctx.config[SECTION]["user"] == "auto"
                      else "")

@@ -33,8 +33,9 @@ class NamespacesPlan(TypedDict):
     """What ``secrun_compile`` returns and the stages read."""
 
     user: bool  # a user namespace is made ("auto" resolved for the caller)
-    map: Literal["self", "root", "range"]  # user_map
+    map: Literal["self", "root", "range", "identity"]  # user_map, "auto" resolved
     range: tuple[int, int]  # (range_start, range_size) of the "range" map
+    inside: tuple[int, int]  # (uid, gid) the caller is inside with the "identity" map
     unshare: list[tuple[str, str, int]]  # (profile key, /proc/self/ns name, CLONE_NEW*), ORDER
     net: str  # the net mode: "host" | "none"
     fork: bool  # a pid or time namespace: the core forks into it
@@ -65,7 +66,7 @@ ORDER = (
      "attach stage: the namespace's root is then the sandbox's own cgroup, not secrun's"),
 )
 NET_MODES = ("host", "none")  # later: "veth", "user" (user-mode networking)
-USER_MAPS = ("self", "root", "range")
+USER_MAPS = ("auto", "self", "root", "range")
 HOST_NAME_MAX = 64
 ID_MAX = (1 << 32) - 1  # (uid_t)-1 is never a valid id
 
@@ -112,11 +113,13 @@ def secrun_profile_sections() -> list[Section]:
               "a user namespace: true, false, or \"auto\" (one exactly when secrun does not "
               "run as root, so an ordinary user can create the other namespaces)",
               check=_check_user),
-        Field("user_map", str, "self",
-              "who the caller is inside the user namespace: \"self\" (the same uid/gid), "
-              "\"root\" (uid/gid 0), or \"range\" (as root only: inside ids 0..range_size-1 are "
-              "host ids range_start..; the workload becomes the namespace's root, an "
-              "unprivileged host uid)", choices=USER_MAPS),
+        Field("user_map", str, "auto",
+              "who the caller is inside the user namespace: \"auto\" (run by an ordinary "
+              "user: the [identity] uid/gid when set, e.g. 65534, else its own; run by root: "
+              "\"self\"), \"self\" (the same uid/gid), \"root\" (uid/gid 0), or \"range\" "
+              "(as root only: inside ids 0..range_size-1 are host ids range_start..; the "
+              "workload becomes the namespace's root, an unprivileged host uid)",
+              choices=USER_MAPS),
         Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping",
               check=_check_range_start),
         Field("range_size", int, 65536, "number of uids/gids of the \"range\" mapping",
@@ -152,7 +155,8 @@ FACTS = {
 
 @hookimpl
 def secrun_facts() -> Facts:
-    return Facts(publishes=FACTS)
+    # identity: "auto" maps an ordinary user to the workload's ids (read in its compile)
+    return Facts(publishes=FACTS, requires=("identity.uid", "identity.gid"))
 
 
 def wants_user(user: bool | str) -> bool:
@@ -169,7 +173,7 @@ def _check_range(cfg: dict) -> None:
     if os.geteuid() != 0:
         raise ConfigError(SECTION, "user_map",
                           "\"range\" needs secrun to run as root (an ordinary user may map "
-                          "only its own uid: use \"self\" or \"root\")")
+                          "only its own uid: use \"auto\", \"self\" or \"root\")")
     if not 1 <= start < ID_MAX:
         raise ConfigError(SECTION, "range_start",
                           f"{start}: must be 1..{ID_MAX - 1} (0 would map host root)")
@@ -177,6 +181,24 @@ def _check_range(cfg: dict) -> None:
         raise ConfigError(SECTION, "range_size",
                           f"{size}: must be 1..{ID_MAX - start} (the range ends below "
                           f"{ID_MAX})")
+
+
+def _resolve_map(ctx: PlanContext, user_map: str) -> tuple[
+        Literal["self", "root", "range", "identity"], tuple[int, int]]:
+    """``user_map`` with "auto" resolved, and the (uid, gid) the caller is inside.  An ordinary
+    user may map its own uid to any one id inside (and its gid likewise): "auto" maps it to the
+    [identity] ids, so the workload can become them (65534 for strict) without subordinate
+    ids.  Root keeps "self": mapping host uid 0 to an unprivileged id inside would give the
+    workload host root's file access wherever the mount view shows the host's files."""
+    uid, gid = os.geteuid(), os.getegid()
+    if user_map != "auto":
+        return user_map, (uid, gid)  # type: ignore[return-value]  # (one of USER_MAPS)
+    want_uid, want_gid = ctx.fact("identity.uid"), ctx.fact("identity.gid")
+    if uid == 0 or (want_uid is None and want_gid is None):
+        return "self", (uid, gid)
+    inside = (want_uid if isinstance(want_uid, int) else uid,
+              want_gid if isinstance(want_gid, int) else gid)
+    return "identity", inside
 
 
 @hookimpl
@@ -187,10 +209,12 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
     unshare = [(key, ns, flag) for key, ns, flag, _why in ORDER
                if (cfg["net"] != "host" if key == "net" else cfg[key])]
     user = wants_user(cfg["user"])
+    mapping, inside = _resolve_map(ctx, cfg["user_map"])
     plan: NamespacesPlan = {
         "user": user,
-        "map": cfg["user_map"],
+        "map": mapping,
         "range": (cfg["range_start"], cfg["range_size"]),
+        "inside": inside,
         "unshare": unshare,
         "net": cfg["net"],
         "fork": bool(cfg["pid"] or cfg["time"]),
@@ -198,8 +222,9 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
         "domainname": cfg["domainname"] if cfg["uts"] else None,
     }
     ctx.publish("namespaces.made", (["user"] if user else []) + [ns for _k, ns, _f in unshare])
-    ctx.publish("namespaces.user_root",
-                user and (plan["map"] != "self" or os.geteuid() == 0))
+    ctx.publish("namespaces.user_root", user and (
+        mapping in ("root", "range") or mapping == "self" and os.geteuid() == 0
+        or mapping == "identity" and inside[0] == 0))
     ctx.publish("namespaces.setgroups_denied", user and plan["map"] != "range")
     ctx.publish("namespaces.net", cfg["net"])
     return plan
