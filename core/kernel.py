@@ -124,6 +124,7 @@ PROTOTYPES = {
     "capget": (_int, (_ptr, _ptr)),                        # header, data
     "capset": (_int, (_ptr, _ptr)),
     "setrlimit": (_int, (_int, _ptr)),                     # resource, struct rlimit
+    "getrlimit": (_int, (_int, _ptr)),
     # pid, path, file actions, attributes, argv, envp; the result is 0 or an errno value
     "posix_spawn": (_int, (POINTER(_int), _str, _ptr, _ptr, _ptr, _ptr)),
     "posix_spawnattr_init": (_int, (_ptr,)),

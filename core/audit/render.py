@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 Report = dict[str, Any]
 
-STATUS_COLOR = {"enforced": "green", "best-effort": "yellow", "not-available": "red",
-                "not-configured": "red"}
-STATUS_MARK = {"enforced": "+", "best-effort": "~", "not-available": "!", "not-configured": "-"}
+STATUS_COLOR = {"enforced": "green", "substituted": "yellow", "best-effort": "yellow",
+                "not-available": "red", "not-configured": "red"}
+STATUS_MARK = {"enforced": "+", "substituted": "*", "best-effort": "~", "not-available": "!",
+               "not-configured": "-"}
 
 
 class _Style:

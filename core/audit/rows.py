@@ -5,8 +5,11 @@ from typing import Literal, NotRequired, TypedDict
 
 from ..errors import SecrunError
 
-Status = Literal["enforced", "best-effort", "not-available", "not-configured"]
-STATUSES: tuple[Status, ...] = ("enforced", "best-effort", "not-available", "not-configured")
+# "substituted": enforced by another mechanism than the control's own (the row's value says
+# which), as where a caller without a writable cgroup tree gets rlimits instead of cgroups
+Status = Literal["enforced", "substituted", "best-effort", "not-available", "not-configured"]
+STATUSES: tuple[Status, ...] = ("enforced", "substituted", "best-effort", "not-available",
+                                "not-configured")
 
 
 class AuditError(SecrunError):

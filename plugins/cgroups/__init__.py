@@ -58,10 +58,13 @@ installation).
 from __future__ import annotations
 
 import _signal
+import errno
 import os
+import sys
 
 from secrun import hookimpl
-from secrun.errors import SetupError
+from secrun.errors import SetupError, errno_text
+from secrun.kernel import buffer, error, get_errno, libc
 
 from .layout import (
     CONTROLLER_OF,
@@ -159,7 +162,13 @@ def secrun_prepare(ctx: RunContext) -> None:
         st["warm"] = _start_warmup(own)
     made_all = False
     try:
-        mgrs = _make_groups(ctx, layout, made)
+        try:
+            mgrs = _make_groups(ctx, layout, made)
+        except SetupError as e:
+            if e.errno not in NO_ACCESS or not plan["substitutes"]:
+                raise
+            _substitute(ctx, e, made)
+            return
         made_all = True
     finally:
         # As soon as the groups exist (or never, when making them failed: its pipe must not
@@ -171,6 +180,31 @@ def secrun_prepare(ctx: RunContext) -> None:
     if ctx.verbose:
         ctx.log(f"cgroups: {layout.kind} layout; groups "
                 + ", ".join(d for m in mgrs for d in m.dirs) + f"; {limits_text(plan)}")
+
+
+# the errors of a caller without a writable cgroup tree
+NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _substitute(ctx: RunContext, e: SetupError, made: list[Manager]) -> None:
+    """No writable cgroup tree: the groups made so far go, and the plan's rlimits stand in
+    for the limits they have (applied in the child's ``rlimits`` stage), said on stderr."""
+    plan: CgroupsPlan = ctx.plan
+    for m in made:
+        try:
+            m.remove()
+        except OSError:
+            pass  # empty, and locked by us: what is left, gc removes
+    made.clear()
+    ctx.state["substituted"] = True
+    subs = plan["substitutes"]
+    done = {s["key"] for s in subs}
+    rest = [k for k in set_limits(plan) if k not in done]
+    ctx.warn(f"cgroups: no writable cgroup tree ({e.what}: {errno_text(e.errno or 0)}); "
+             f"substituted: "
+             + "; ".join(f"{s['key']} {human(s['value'])} by RLIMIT_{s['name'].upper()} "
+                         f"({s['means']})" for s in subs)
+             + (f"; not applied: {', '.join(rest)}" if rest else ""))
 
 
 def _make_groups(ctx: RunContext, layout: Layout, made: list[Manager]) -> list[Manager]:
@@ -315,6 +349,30 @@ def _check_usage(plan: CgroupsPlan, pid: int) -> None:
                              f"the limit ({mem} bytes) is below the current usage of the "
                              f"process being placed in the group ({rss} bytes of private "
                              f"memory, RssAnon from {path}): raise memory_max")
+
+
+# --- rlimits (the child) -------------------------------------------------------------------------
+
+@hookimpl
+def secrun_rlimits(ctx: RunContext) -> None:
+    """Where ``prepare`` found no writable cgroup tree: the substitute rlimits.  A hard limit
+    already lower than the substitute stays (raising it needs CAP_SYS_RESOURCE of the host)."""
+    if not ctx.state.get("substituted"):
+        return
+    for s in ctx.plan["substitutes"]:
+        if _setrlimit(s["resource"], s["packed"]) == 0:
+            continue
+        err = get_errno()
+        current = _RLIMIT_BUF
+        if _getrlimit(s["resource"], current) != 0 \
+                or int.from_bytes(current.raw[8:16], sys.byteorder) > s["value"]:
+            raise error(f"setrlimit(RLIMIT_{s['name'].upper()}) (substituting "
+                        f"[cgroups].{s['key']})", err)
+
+
+_setrlimit = libc.setrlimit  # looked up before fork
+_getrlimit = libc.getrlimit
+_RLIMIT_BUF = buffer(16)
 
 
 # --- started -------------------------------------------------------------------------------------

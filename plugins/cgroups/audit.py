@@ -14,7 +14,7 @@ from secrun.audit.rows import Row, Status
 from secrun.context import AuditContext
 
 from .layout import CPU_PERIOD_US, SECTION, Layout, detect, human, parent_dir
-from .plan import CgroupsPlan
+from .plan import CgroupsPlan, denied_dir
 from .v1 import v1_shares
 
 UNLIMITED = 1 << 62  # a live v1 limit at least this large is none (the kernel's "max")
@@ -109,6 +109,25 @@ def _row(spec: _Spec, plan: CgroupsPlan, where: dict[str, str], kind: str,
     return row
 
 
+def _substituted(spec: _Spec, plan: CgroupsPlan, denied: str) -> Row:
+    """The row of a limit where the caller has no writable cgroup tree (``denied``): its
+    substitute rlimit, or not available."""
+    row = _row(spec, plan, {}, "", False)
+    sub = next((s for s in plan["substitutes"] if s["key"] == spec.key), None)
+    if row["status"] == "not-configured":
+        return row
+    if sub is None:
+        row["detail"] = f"no writable cgroup tree ({denied}), and no substitute"
+        return row
+    v = str(sub["value"])
+    row["status"], row["weight"] = "substituted", round(spec.weight / 2, 3)
+    row["value"] = (f"{spec.value}: RLIMIT_{sub['name'].upper()} {human(sub['value'])} "
+                    f"({sub['means']})")
+    row["detail"] = f"no writable cgroup tree ({denied}): an rlimit instead of the cgroup limit"
+    row["expect"] = {f"rlimit.{sub['name']}": f"{v}:{v}"}
+    return row
+
+
 @hookimpl
 def secrun_audit(ctx: AuditContext) -> list[Row]:
     plan: CgroupsPlan = ctx.plan
@@ -117,6 +136,9 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
         layout = detect()
     except OSError:
         layout = Layout({}, None)
+    denied = denied_dir(layout, plan)
+    if denied is not None:
+        return [_substituted(spec, plan, denied) for spec in _specs(plan, layout)]
     where = _carriers(layout, plan["parent"])
     rows = [_row(spec, plan, where, layout.kind, required) for spec in _specs(plan, layout)]
     # The run's groups are locked by its supervisor for as long as it lives: that lock, not a
@@ -141,21 +163,28 @@ def _cgroup_file(facts: dict[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
+def _rlimit(facts: dict[str, str], name: str) -> Judged:
+    """A substitute rlimit the live audit saw (its hard limit): half the exposure of none."""
+    hard = facts.get(f"rlimit.{name}", ":").split(":")[-1]
+    if not hard.isdigit():
+        return None
+    return 0.5, f"RLIMIT_{name.upper()} = {hard} (a substitute)"
+
+
 def judge_memory(facts: dict[str, str]) -> Judged:
     got = _cgroup_file(facts, "memory.max", "memory.limit_in_bytes")
-    if got is None:
-        return 1.0, "no limit"
-    n, v = got
-    if v == "max" or (v.isdigit() and int(v) >= UNLIMITED):
-        return 1.0, f"{n}: unlimited"
-    return 0.0, f"{n} = {v}"
+    if got is not None:
+        n, v = got
+        if not (v == "max" or (v.isdigit() and int(v) >= UNLIMITED)):
+            return 0.0, f"{n} = {v}"
+    return _rlimit(facts, "data") or (1.0, f"{got[0]}: unlimited" if got else "no limit")
 
 
 def judge_pids(facts: dict[str, str]) -> Judged:
     got = _cgroup_file(facts, "pids.max")
-    if got is None or got[1] == "max":
-        return 1.0, "no limit"
-    return 0.0, f"{got[0]} = {got[1]}"
+    if got is not None and got[1] != "max":
+        return 0.0, f"{got[0]} = {got[1]}"
+    return _rlimit(facts, "nproc") or (1.0, "no limit")
 
 
 def judge_cpu(facts: dict[str, str]) -> Judged:

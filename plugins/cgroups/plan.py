@@ -5,6 +5,7 @@ Never imported by a cached launch."""
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from typing import TypedDict, TypeVar
@@ -15,7 +16,7 @@ from secrun.errors import ConfigError, shown
 from secrun.facts import Facts
 from secrun.schema import Field, Section, is_digits, parse_digits
 
-from .layout import CPU_PERIOD_US, SECTION
+from .layout import CPU_PERIOD_US, SECTION, Layout, detect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +36,27 @@ class CgroupsPlan(TypedDict):
     cpu_max: int | str | None  # microseconds per CPU_PERIOD_US, or "max"
     cpu_weight: int | None  # 1-10000
     io_weight: int | None  # 1-10000
+    # Where the caller has no writable cgroup tree (see the package docstring): the rlimits
+    # applied instead, or [] when substitutes are off or impossible (no user namespace)
+    substitutes: list[Substitute]
+
+
+class Substitute(TypedDict):
+    """An rlimit that stands in for a cgroup limit when no group can be made."""
+
+    key: str  # the [cgroups] key it stands in for
+    name: str  # the rlimit, lower case ("nproc", "data")
+    resource: int  # RLIMIT_*
+    value: int
+    packed: bytes  # struct rlimit {value, value}, as setrlimit reads it
+    means: str  # what it limits, for the warning and the audit
+
+
+# [cgroups] key -> (rlimit, RLIMIT_* number on Linux, what it limits instead)
+SUBSTITUTES = {
+    "pids_max": ("nproc", 6, "counted in the sandbox's user namespace"),
+    "memory_max": ("data", 2, "data and private writable memory, per process"),
+}
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -238,6 +260,12 @@ def secrun_profile_sections() -> list[Section]:
               "relative block-io share, 1-10000 (v2 io.weight / io.bfq.weight; v1 "
               "blkio.bfq.weight = weight / 10, clamped to 1-1000); 0: inherited",
               check=_checker(parse_weight)),
+        Field("substitutes", bool, True,
+              "where the caller has no writable cgroup tree (an ordinary user without a "
+              "delegated subtree) and the launch makes a user namespace: stand in for pids_max "
+              "with RLIMIT_NPROC (counted in that namespace) and for memory_max with "
+              "RLIMIT_DATA (per process), reported on stderr and in the audit; false: refuse "
+              "(required) or run without limits (best-effort) as without them"),
         Field("parent", str, "",
               "where the run's group is created: \"\" under secrun's own cgroup (from "
               "/proc/self/cgroup); \"/a/b\" from the root of each hierarchy (e.g. a "
@@ -248,7 +276,7 @@ def secrun_profile_sections() -> list[Section]:
 
 @hookimpl
 def secrun_facts() -> Facts:
-    return Facts(publishes={
+    return Facts(requires=("namespaces.made",), publishes={
         "cgroups.attach": (None, "None: the launch makes no cgroup of its own; \"required\" or "
                                  "\"best-effort\": the workload is attached to a fresh group "
                                  "per run in the attach stage, before its hostname stage (a "
@@ -264,6 +292,30 @@ def _value(cfg: dict[str, object], key: str, parse: Callable[[object], T]) -> T:
         raise ConfigError(SECTION, key, str(e)) from None
 
 
+def denied_dir(layout: Layout, plan: CgroupsPlan) -> str | None:
+    """None when this caller can make the run's groups; else a directory it may not write
+    them in (what ``prepare`` would find when making them)."""
+    from . import managers_for
+
+    if layout.kind == "none":
+        return None
+    for m in managers_for(layout, plan, "check")[0]:
+        for parent in m.parents():
+            if not os.access(parent, os.W_OK | os.X_OK, effective_ids=True):
+                return parent
+    return None
+
+
+def _substitutes(plan: CgroupsPlan) -> list[Substitute]:
+    out = []
+    for key, (name, resource, means) in SUBSTITUTES.items():
+        value = plan[key]  # type: ignore[literal-required]
+        if isinstance(value, int):
+            out.append(Substitute(key=key, name=name, resource=resource, value=value,
+                                  packed=struct.pack("=QQ", value, value), means=means))
+    return out
+
+
 @hookimpl
 def secrun_compile(ctx: PlanContext) -> CgroupsPlan:
     cfg = ctx.config[SECTION]
@@ -277,6 +329,15 @@ def secrun_compile(ctx: PlanContext) -> CgroupsPlan:
         cpu_max=_value(cfg, "cpu_max", parse_cpus),
         cpu_weight=_value(cfg, "cpu_weight", parse_weight),
         io_weight=_value(cfg, "io_weight", parse_weight),
+        substitutes=[],
     )
-    ctx.publish("cgroups.attach", "required" if ctx.required(SECTION) else "best-effort")
+    made = ctx.fact("namespaces.made")
+    if cfg["substitutes"] and isinstance(made, list) and "user" in made:
+        plan["substitutes"] = _substitutes(plan)
+    # A prediction for the other plugins (the launch decides again): a caller without a
+    # writable cgroup tree gets the substitutes, and no group of its own.
+    attach: str | None = "required" if ctx.required(SECTION) else "best-effort"
+    if plan["substitutes"] and denied_dir(detect(), plan) is not None:
+        attach = None
+    ctx.publish("cgroups.attach", attach)
     return plan

@@ -46,8 +46,8 @@ def where(request, tmp_path_factory):
 def test_strict_maps_the_caller_to_its_identity(uid, where):
     """A single mapping (the caller's own uid and gid, seen inside as strict's 65534) needs
     no subordinate ids, so strict's [identity] works rootless."""
-    r = as_user(uid, "-p", "strict", "--set", "cgroups.required=false", "--", "sh", "-c",
-                "id -u; id -g; cat /proc/self/uid_map", cwd=where)
+    r = as_user(uid, "-p", "strict", "--", "sh", "-c", "id -u; id -g; cat /proc/self/uid_map",
+                cwd=where)
     assert r.returncode == 0, r
     lines = r.stdout.split("\n")
     assert lines[0] == "65534" and lines[1] == "65534", r
@@ -59,3 +59,125 @@ def test_default_runs_rootless(uid, where):
     r = as_user(uid, "-p", "default", "--", "sh", "-c", "id -u", cwd=where)
     assert r.returncode == 0, r
     assert r.stdout == f"{uid}\n", r
+
+
+# --- strict's promises, rootless ---------------------------------------------------------------
+
+ESCAPES = r"""
+import errno, os, socket, sys
+out = {}
+def attempt(name, fn):
+    try:
+        fn()
+        out[name] = "done"
+    except MemoryError:
+        out[name] = "MemoryError"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+host_dir, secret, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+attempt("write", lambda: open(os.path.join(host_dir, "escaped"), "w").write("x"))
+attempt("secret", lambda: open(secret).read())
+def connect():
+    s = socket.socket()
+    s.settimeout(3)
+    s.connect(("127.0.0.1", port))
+attempt("connect", connect)
+out["pids"] = str(sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+out["net"] = " ".join(sorted(os.listdir("/sys/class/net")))
+kids = []
+def bomb():
+    for _ in range(400):
+        pid = os.fork()
+        if pid == 0:
+            import time
+            time.sleep(5)
+            os._exit(0)
+        kids.append(pid)
+attempt("fork_bomb", bomb)
+out["forked"] = str(len(kids))
+attempt("memory", lambda: bytearray(2 << 30))
+print(repr(out))
+"""
+
+
+@pytest.mark.parametrize("uid", UIDS)
+def test_strict_rootless_keeps_its_promises(uid, tmp_path):
+    """No host file written, no secret read, no host process seen, no network, a fork bomb
+    and a memory hog contained (by the substitutes: an ordinary user has no writable cgroup
+    tree here)."""
+    import ast
+    import socket
+
+    host_dir = tmp_path / "writable-by-the-user"
+    host_dir.mkdir()
+    os.chown(host_dir, uid, uid)
+    os.chmod(tmp_path, 0o755)
+    home = tmp_path.parent / f"home-{uid}"
+    home.mkdir(exist_ok=True)
+    secret = home / "secret"
+    secret.write_text("s3cret")
+    os.chown(home, uid, uid)
+    os.chown(secret, uid, uid)
+    os.chmod(secret, 0o600)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    host_sleep = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                   "--clear-groups", "sleep", "60"])
+    try:
+        r = as_user(uid, "-p", "strict", "--", "python3", "-c", ESCAPES, host_dir, secret,
+                    listener.getsockname()[1], cwd="/")
+    finally:
+        host_sleep.kill()
+        host_sleep.wait()
+        listener.close()
+    assert r.returncode == 0, r
+    assert "substituted: pids_max 128 by RLIMIT_NPROC" in r.stderr, r.stderr
+    out = ast.literal_eval(r.stdout.strip().splitlines()[-1])
+    assert out["write"] in ("EROFS", "EACCES", "ENOENT"), out
+    assert os.listdir(host_dir) == [], out
+    assert out["secret"] in ("ENOENT", "EACCES"), out
+    assert out["connect"] in ("ECONNREFUSED", "ENETUNREACH"), out
+    assert out["net"] == "lo", out
+    pids = ast.literal_eval(out["pids"])
+    assert host_sleep.pid not in pids or len(pids) <= 3, out
+    assert len(pids) <= 3, out  # pid 1 (secrun's init) and the workload (+ a transient one)
+    assert out["fork_bomb"] == "EAGAIN" and int(out["forked"]) < 128, out
+    assert out["memory"] == "MemoryError", out
+
+
+@pytest.mark.parametrize("uid", UIDS)
+def test_rootless_audit_shows_the_substitutes_and_live_agrees(uid, tmp_path):
+    import json
+
+    r = as_user(uid, "audit", "--live", "-p", "strict", "--format", "json", cwd="/")
+    assert r.returncode in (0, 1), r
+    rep = json.loads(r.stdout)
+    assert rep["mismatches"] == [], rep["mismatches"]
+    rows = {c["control"]: c for c in rep["controls"] if c["plugin"] == "cgroups"}
+    assert rows["cgroup pids limit"]["status"] == "substituted", rows
+    assert "RLIMIT_NPROC 128" in rows["cgroup pids limit"]["value"], rows
+    assert rows["cgroup memory limit"]["status"] == "substituted", rows
+    assert rows["cgroup pids limit"]["verified"] is True, rows
+    assert rows["cgroup CPU quota"]["status"] == "not-available", rows
+    cats = {c["id"]: c for c in rep["categories"]}
+    assert cats["cgroups.pids"]["effective"] == 0.5, cats["cgroups.pids"]
+
+
+def test_required_without_substitutes_refuses_rootless():
+    """substitutes = false with required = true: an ordinary user without a writable cgroup
+    tree is refused, as before the substitutes existed."""
+    import tempfile
+
+    d = tempfile.mkdtemp(dir="/var/tmp")
+    try:
+        os.chmod(d, 0o755)
+        prof = os.path.join(d, "p.toml")
+        with open(prof, "w") as f:
+            f.write('extends = ["strict"]\n[cgroups]\nsubstitutes = false\n')
+        os.chmod(prof, 0o644)
+        r = as_user(4242, "-p", prof, "--", "true")
+    finally:
+        shutil.rmtree(d)
+    assert r.returncode == 125, r
+    assert "stage 'prepare' failed in plugin 'cgroups'" in r.stderr, r
