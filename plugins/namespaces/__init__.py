@@ -127,11 +127,15 @@ def _early(plan: NamespacesPlan) -> list[tuple[str, int]]:
 
 @hookimpl(trylast=True)
 def secrun_prepare(ctx: RunContext) -> None:
-    """Without a user namespace, make the pid and time namespaces in secrun itself, last
-    thing before fork.  Both apply only to the next child, which is then pid 1 of its
-    namespace from its first instruction: one fork (and one hand-over) fewer than making them
-    in the child.  secrun's own namespaces do not change, and its namespaces for later
-    children are restored in ``after_fork`` (or ``cleanup``)."""
+    """Say which asked-for namespaces this kernel lacks (see ``DEGRADABLE`` in .plan).  Then,
+    without a user namespace, make the pid and time namespaces in secrun itself, last thing
+    before fork.  Both apply only to the next child, which is then pid 1 of its namespace from
+    its first instruction: one fork (and one hand-over) fewer than making them in the child.
+    secrun's own namespaces do not change, and its namespaces for later children are restored
+    in ``after_fork`` (or ``cleanup``)."""
+    for key in ctx.plan.get("unavailable", ()):
+        ctx.warn(f"namespaces: this kernel has no {key} namespaces (no /proc/self/ns/{key}): "
+                 f"[namespaces].{key} not applied")
     early = _early(ctx.plan)
     if not early:
         return

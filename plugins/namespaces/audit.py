@@ -87,7 +87,11 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
         if key == "net":
             continue
         on = key in made
-        rows.append(_row(key, ns, on, f"new ({MEANING[key]})" if on else "host", required))
+        row = _row(key, ns, on, f"new ({MEANING[key]})" if on else "host", required)
+        if key in plan.get("unavailable", ()):
+            row["status"], row["value"] = "not-available", "host (this kernel has none)"
+            row["detail"] = f"no /proc/self/ns/{ns}: asked for, not made (it may degrade)"
+        rows.append(row)
     net_new = "net" in made
     row = _row("net", "net", net_new,
                "none (new namespace, loopback only)" if net_new else "host network", required)

@@ -36,6 +36,7 @@ class NamespacesPlan(TypedDict):
     map: Literal["self", "root", "range", "identity"]  # user_map, "auto" resolved
     range: tuple[int, int]  # (range_start, range_size) of the "range" map
     inside: tuple[int, int]  # (uid, gid) the caller is inside with the "identity" map
+    unavailable: list[str]  # keys asked for that this kernel lacks and that may degrade
     unshare: list[tuple[str, str, int]]  # (profile key, /proc/self/ns name, CLONE_NEW*), ORDER
     net: str  # the net mode: "host" | "none"
     fork: bool  # a pid or time namespace: the core forks into it
@@ -65,6 +66,20 @@ ORDER = (
      "not in the namespaces stage but in the hostname stage, the first after the supervisor's "
      "attach stage: the namespace's root is then the sandbox's own cgroup, not secrun's"),
 )
+# Namespaces that add little to confinement and that a supported kernel may lack (time: Linux
+# 5.6 and CONFIG_TIME_NS; cgroup: CONFIG_CGROUPS): asked for on a kernel without them, they are
+# not made, with a warning at every launch and a not-available audit row, instead of failing
+# the launch.  The ones that carry the promise (user, mount, pid, net, ipc, uts) stay as
+# required as their section.
+DEGRADABLE = ("time", "cgroup")
+
+
+def kernel_has(ns: str) -> bool:
+    """Whether this kernel has namespaces of kind ``ns`` (its /proc/self/ns entry).  Plans are
+    cached per boot, so the answer holds for the plan's life."""
+    return os.path.exists(f"/proc/self/ns/{ns}")
+
+
 NET_MODES = ("host", "none")  # later: "veth", "user" (user-mode networking)
 USER_MAPS = ("auto", "self", "root", "range")
 HOST_NAME_MAX = 64
@@ -206,8 +221,10 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
     cfg = ctx.config[SECTION]
     if cfg["user_map"] == "range":
         _check_range(cfg)
-    unshare = [(key, ns, flag) for key, ns, flag, _why in ORDER
-               if (cfg["net"] != "host" if key == "net" else cfg[key])]
+    wanted = [(key, ns, flag) for key, ns, flag, _why in ORDER
+              if (cfg["net"] != "host" if key == "net" else cfg[key])]
+    unavailable = [key for key, ns, _f in wanted if key in DEGRADABLE and not kernel_has(ns)]
+    unshare = [w for w in wanted if w[0] not in unavailable]
     user = wants_user(cfg["user"])
     mapping, inside = _resolve_map(ctx, cfg["user_map"])
     plan: NamespacesPlan = {
@@ -215,9 +232,10 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
         "map": mapping,
         "range": (cfg["range_start"], cfg["range_size"]),
         "inside": inside,
+        "unavailable": unavailable,
         "unshare": unshare,
         "net": cfg["net"],
-        "fork": bool(cfg["pid"] or cfg["time"]),
+        "fork": any(key in ("pid", "time") for key, _ns, _f in unshare),
         "hostname": cfg["hostname"] if cfg["uts"] else None,
         "domainname": cfg["domainname"] if cfg["uts"] else None,
     }
