@@ -28,7 +28,7 @@ from test_cgroups import (
     secrun_groups,
 )
 
-from support import is_root, run_secrun
+from support import SECRUN, is_root, run_secrun
 
 CG = "/sys/fs/cgroup"
 
@@ -173,6 +173,59 @@ def test_parent_with_processes_is_refused_clearly(write_profile, delegated):
         sleeper.kill()
         sleeper.wait()
     assert secrun_groups() == [] or all(not g.startswith(delegated) for g in secrun_groups())
+
+
+def test_an_ordinary_user_with_a_delegated_subtree_gets_real_groups(delegated):
+    """Delegation as a service manager does it (systemd's user@UID.service, a Delegate=yes
+    scope): a subtree owned by the user, with the controllers enabled in it, and the user's own
+    processes in a leaf of it.  secrun run by that user with [cgroups].parent naming the
+    subtree makes the run's group there, with real limits, and no substitutes."""
+    uid = 4242
+    caller = os.path.join(delegated, "caller")
+    os.mkdir(caller)
+    with open(os.path.join(delegated, "cgroup.subtree_control"), "w") as f:
+        f.write("+memory +pids")
+    for path in (delegated, caller):  # as systemd delegates: the directory and its files
+        for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+            os.chown(os.path.join(path, name), uid, uid)
+    import pathlib
+    import shutil
+    import tempfile
+
+    tmp = pathlib.Path(tempfile.mkdtemp(dir="/tmp"))  # (pytest's own is root's alone)
+    tmp.chmod(0o755)
+    prof = tmp / "deleg.toml"
+    prof.write_text(f'extends = ["strict"]\n[cgroups]\nparent = "{delegated[len(CG):]}"\n'
+                    f'pids_max = 20\nsubstitutes = false\n')
+    prof.chmod(0o644)
+    bomb = ("import os, time\nn = 0\ntry:\n    for _ in range(100):\n"
+            "        if os.fork() == 0:\n            time.sleep(3)\n            os._exit(0)\n"
+            "        n += 1\nexcept OSError as e:\n    print('EAGAIN' if e.errno == 11 else e)\n"
+            "print(n, open('/proc/self/cgroup').read().strip())\n")
+    # the caller's shell moves itself into its leaf (as root), then becomes the user
+    cmd = ["sh", "-c", f'echo $$ > {caller}/cgroup.procs && exec "$@"', "sh",
+           "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+           "--bounding-set=-all", "--", SECRUN, "-p", str(prof), "--", "python3", "-c", bomb]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+        audit = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                "--clear-groups", "--", SECRUN, "audit", "-p", str(prof),
+                                "--format", "json"], capture_output=True, text=True,
+                               timeout=120, cwd="/")
+    finally:
+        shutil.rmtree(tmp)
+    assert r.returncode == 0, r
+    assert "substituted" not in r.stderr, r.stderr
+    out = r.stdout.split("\n")
+    assert out[0] == "EAGAIN", r
+    forked, group = out[1].split()
+    assert int(forked) < 20, r  # pids.max = 20 counts the init and the workload too
+    assert group == "0::/", r  # (inside its cgroup namespace: the run's own group is its root)
+    leftovers = [x for x in os.listdir(delegated) if x.startswith("secrun-")]
+    assert leftovers == [], leftovers
+    rows = {c["control"]: c for c in __import__("json").loads(audit.stdout)["controls"]
+            if c["plugin"] == "cgroups"}
+    assert rows["cgroup pids limit"]["status"] == "enforced", rows
 
 
 def test_tracking_only_group_kills_leftovers(write_profile):
