@@ -177,6 +177,19 @@ class Tool:
 
 
 WORKLOADS = {"true": ["/bin/true"], "sleep": ["/bin/sleep", "30"]}
+ROOTLESS_UID = 4242
+
+
+def rootless_cache() -> str | None:
+    """A plan cache directory for the rootless row (the user's own, 0700, under /tmp), or None
+    when this run cannot measure one (not root, no setpriv)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return None
+    d = f"/tmp/secrun-bench-{ROOTLESS_UID}"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    os.chown(d, ROOTLESS_UID, ROOTLESS_UID)
+    os.chmod(d, 0o700)
+    return d
 
 
 def make_tools(ns: CrunNamespace | None, bpf: str | None, quick: bool) -> list[Tool]:
@@ -237,6 +250,16 @@ def make_tools(ns: CrunNamespace | None, bpf: str | None, quick: bool) -> list[T
         tools.append(Tool(f"secrun-{prof}", f"secrun {prof}", lambda w, p=prof: [
             SECRUN, "--profile", p, "--"] + WORKLOADS[w], kind="secrun",
             confinement=f"profile `{prof}` (see below)"))
+    cache = rootless_cache()
+    if cache is not None:
+        tools.append(Tool("secrun-strict-rootless", "secrun strict, rootless", lambda w: [
+            "setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--", "/usr/bin/env",
+            f"XDG_CACHE_HOME={cache}", SECRUN, "--profile", "strict", "--"] + WORKLOADS[w],
+            kind="secrun", workloads=("true",),
+            confinement=f"profile `strict` run by uid {ROOTLESS_UID} (no passwd entry, no "
+            "delegated cgroup tree: a user namespace mapping it to 65534, the cgroup limits "
+            "substituted by rlimits); setpriv and env are exec'd before secrun (~1 ms)"))
     if not quick:
         tools.append(Tool("secrun-strict-nocache", "secrun strict, no plan cache", lambda w: [
             SECRUN, "--no-cache", "--profile", "strict", "--"] + WORKLOADS[w], kind="secrun",

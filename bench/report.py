@@ -201,6 +201,8 @@ def write_markdown(res, md_path, png_name):
 
     target("secrun strict / firejail minimal", s, "firejail", 1.0)
     target("secrun strict / runc", s, "runc", 1.0)
+    target("secrun strict, rootless / firejail minimal", "secrun-strict-rootless", "firejail",
+           1.0)
     target("secrun strict / crun (stretch)", s, "crun", 2.0)
     target("secrun unconfined / bare `python -c pass`", "secrun-unconfined", "python", 2.0)
     tp = res.get("throughput") or {}
