@@ -213,6 +213,8 @@ SYSCALLS = {
     "openat2": (437, 437),
     "mount_setattr": (442, 442),
     "landlock_create_ruleset": (444, 444),
+    "landlock_add_rule": (445, 445),
+    "landlock_restrict_self": (446, 446),
     "ioprio_set": (251, 30),
     "ioprio_get": (252, 31),
 }

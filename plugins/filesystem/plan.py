@@ -14,6 +14,7 @@ from secrun.schema import Field, Section
 
 from . import mount
 from .entries import parse_bind, parse_tmpfs
+from .mount import RDONLY
 from .view import SECTION, plan_view
 
 TYPE_CHECKING = False
@@ -201,7 +202,30 @@ def secrun_profile_sections() -> list[Section]:
 
 @hookimpl
 def secrun_facts() -> Facts:
-    return Facts(requires=("namespaces.made", "namespaces.net"), uses=("cgroups.attach",))
+    return Facts(requires=("namespaces.made", "namespaces.net"), uses=("cgroups.attach",),
+                 publishes={"filesystem.writable": (
+                     [], "the places the view lets the workload write (as paths inside the "
+                         "view): \"/\" when the root is writable, private tmpfs entries, "
+                         "read-write binds, the working directory when bound read-write, and "
+                         "with the minimal /dev its nodes, /dev/pts and /dev/shm; [] without a "
+                         "[filesystem] section")})
+
+
+# what the minimal /dev lets the workload write (mount.DEV_NODES, its devpts, its tmpfs)
+DEV_WRITABLE = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                "/dev/tty", "/dev/ptmx", "/dev/pts", "/dev/shm"]
+
+
+def writable(plan: FilesystemPlan) -> list[str]:
+    """The places the view lets the workload write (see the fact filesystem.writable)."""
+    out = ["/"] if not plan["root_set"] & RDONLY else []
+    for op in plan["ops"]:
+        if op["kind"] == "dev":
+            out += DEV_WRITABLE
+        elif op["kind"] == "tmpfs" and not op["attrs"] & RDONLY or op["kind"] == "cwd" or \
+                op["kind"] == "bind" and not op["set"] & RDONLY:
+            out.append(op["dst"])  # type: ignore[typeddict-item]  # (these kinds have one)
+    return out
 
 
 @hookimpl
@@ -214,5 +238,7 @@ def secrun_compile(ctx: PlanContext) -> FilesystemPlan:
                           "set [namespaces].mount = true (it keeps every mount away from the "
                           "host)")
     ctx.depends_on(mount.__file__)
-    return plan_view(ctx, ctx.config[SECTION], str(ctx.fact("namespaces.net")),
+    plan = plan_view(ctx, ctx.config[SECTION], str(ctx.fact("namespaces.net")),
                      "cgroup" in made)
+    ctx.publish("filesystem.writable", writable(plan))
+    return plan

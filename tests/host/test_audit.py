@@ -451,7 +451,7 @@ def test_a_plugins_live_probe_and_live_facts_reach_expect():
                                                                "    1 / 0\n")
     plugins = _with_plugins(("demo", demo), ("broken", broken))
     probes = lv.plugin_probes(plugins)
-    assert sorted(p for p, _ in probes) == ["broken", "demo", "seccomp"]
+    assert sorted(p for p, _ in probes) == ["broken", "demo", "landlock", "seccomp"]
     seen = lv.run_live(lv.Launch(["strict"], [], []), lv.probe_python(), probes,
                        lv.observer(plugins), timeout=30)
     assert seen.facts["demo.uid"] == "65534", seen.facts  # strict runs it as nobody
