@@ -157,6 +157,12 @@ class Supervisor:
     def install(self) -> None:
         for s in FORWARDED:
             _signal.signal(s, self.handler)
+        # A caller that ignores or blocks SIGCHLD would otherwise hand that on to the
+        # supervisor and pid 1: with it ignored, the kernel reaps children itself and every
+        # wait finds nothing (the exit status would read 0); blocked, a relay that waits for
+        # it would wait for ever.
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, (_signal.SIGCHLD,))
 
 
 def run(plan: Plan, argv: list[str], verbose: int = 0, env: dict[str, str] | None = None,

@@ -681,3 +681,32 @@ def test_relay_ends_when_the_workload_does_though_a_leftover_writes(write_profil
         assert time.monotonic() - t0 < 15
     finally:
         subprocess.run(["pkill", "-f", marker])
+
+
+@pytest.mark.parametrize("how", ["ignored", "blocked"])
+@pytest.mark.parametrize("profile", ["unconfined", "strict"])
+def test_the_exit_status_survives_a_caller_that_ignores_or_blocks_sigchld(profile, how,
+                                                                          tmp_path):
+    """A caller with SIGCHLD ignored (the kernel then reaps children itself, and a wait finds
+    nothing) or blocked: secrun still reports the workload's own status and signal."""
+    def caller():
+        if how == "ignored":
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+
+    for script, rc in (("exit 7", 7), ("kill -SEGV $$", 128 + signal.SIGSEGV)):
+        cp = subprocess.run([SECRUN, "-p", profile, "--", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, preexec_fn=caller)
+        assert cp.returncode == rc, (script, cp)
+    # on a terminal (the relay waits for SIGCHLD), without a pid namespace
+    main, sub = os.openpty()
+    try:
+        cp = subprocess.run([SECRUN, "-p", profile, "--", "sh", "-c", "exit 5"],
+                            stdin=sub, stdout=sub, stderr=sub, timeout=60, cwd=tmp_path,
+                            preexec_fn=caller)
+    finally:
+        os.close(sub)
+        os.close(main)
+    assert cp.returncode == 5, cp
