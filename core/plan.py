@@ -253,13 +253,23 @@ def _boot_id() -> str:
         return ""
 
 
+def _ns_kinds() -> tuple[str, ...]:
+    """The namespace kinds this process sees (/proc/self/ns): fixed for a boot, unless /proc
+    itself is not the kernel's (a plan made under a doctored /proc must not be taken where the
+    real one shows more, or less)."""
+    try:
+        return tuple(sorted(os.listdir("/proc/self/ns")))
+    except OSError:
+        return ()
+
+
 def cache_key(profile_refs: Iterable[str], sets: Iterable[str],
               extra_plugins: Iterable[str]) -> str:
     env = os.environ
     return repr((__version__, tuple(profile_refs), tuple(sets), tuple(extra_plugins),
                  working_directory(), os.getuid(), os.getgid(), os.geteuid(),
                  env.get("SECRUN_PROFILE_PATH"), env.get("XDG_CONFIG_HOME"), env.get("HOME"),
-                 _boot_id()))
+                 _boot_id(), _ns_kinds()))
 
 
 def _cache_file(key: str) -> str:

@@ -535,3 +535,12 @@ def test_a_cached_strict_launch_imports_only_what_it_runs(cache, tmp_path):
     for heavy in ("ctypes", "struct", "typing", "pluggy", "click", "pyseccomp", "secrun.compose",
                   "secrun.registry", "tomllib", "json"):
         assert heavy not in mods, heavy
+
+
+def test_the_key_holds_the_namespace_kinds_this_process_sees(monkeypatch):
+    """A plan made where /proc/self/ns lacked a kind (a doctored /proc: the namespaces plugin
+    then plans without that namespace) is not taken where the kernel's /proc shows it."""
+    real = P.cache_key(["strict"], [], [])
+    assert "'time'" in real or "'pid'" in real
+    monkeypatch.setattr(P, "_ns_kinds", lambda: ("ipc", "mnt", "net", "pid", "user", "uts"))
+    assert P.cache_key(["strict"], [], []) != real
