@@ -105,6 +105,27 @@ def apply(plan: IdentityPlan, keep_caps: bool,
         _set_uid(uid, keep_caps)
 
 
+def kept_groups(setgroups_denied: object) -> list[int]:
+    """The caller's supplementary groups that stay in the workload: all of them when the user
+    namespace denies setgroups (an ordinary user's: the kernel keeps them, so that dropping
+    a group cannot escape a group-based denial, and a file those groups may read stays
+    readable), else none."""
+    if not setgroups_denied:
+        return []
+    own = os.getgid()
+    return sorted(g for g in set(os.getgroups()) if g != own)
+
+
+@hookimpl
+def secrun_prepare(ctx: RunContext) -> None:
+    """Say, before anything runs, that the caller's supplementary groups will stay."""
+    kept = kept_groups(ctx.fact("namespaces.setgroups_denied"))
+    if kept:
+        ctx.warn(f"identity: the caller's supplementary groups {', '.join(map(str, kept))} "
+                 f"stay (an ordinary user cannot drop them in a user namespace: the kernel "
+                 f"keeps them); what those groups may read or write, the workload may too")
+
+
 @hookimpl
 def secrun_identity(ctx: RunContext) -> None:
     apply(ctx.plan, keep_caps=bool(ctx.fact("capabilities.managed")), log=ctx.log)

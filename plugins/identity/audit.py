@@ -7,6 +7,7 @@ from secrun.audit.categories import Category
 from secrun.audit.rows import Row, Status
 from secrun.context import AuditContext
 
+from . import kept_groups
 from .plan import SECTION, IdentityPlan
 
 
@@ -31,10 +32,20 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
         "gid=" + (_show(gid, plan["group"]) if gid is not None else "unchanged"),
         "groups=" + (",".join(map(str, groups)) or "none")))
     status: Status = "not-configured" if uid is None else "enforced"
-    return [{"control": "identity", "section": SECTION, "key": "uid", "category": "identity",
-             "value": value, "status": status, "weight": 0.0 if uid else 0.5,
-             "expect": expect,
-             "detail": "ids as seen inside the sandbox (of its user namespace, if it has one)"}]
+    rows: list[Row] = [{
+        "control": "identity", "section": SECTION, "key": "uid", "category": "identity",
+        "value": value, "status": status, "weight": 0.0 if uid else 0.5, "expect": expect,
+        "detail": "ids as seen inside the sandbox (of its user namespace, if it has one)"}]
+    kept = kept_groups(ctx.fact("namespaces.setgroups_denied"))
+    if kept:
+        rows.append({"control": "caller's groups", "section": SECTION, "key": "groups",
+                     "category": None, "status": "not-available", "weight": 1.0,
+                     "value": f"kept: {', '.join(map(str, kept))} (shown inside as the "
+                              f"overflow gid)",
+                     "detail": "an ordinary user cannot drop its supplementary groups in a "
+                               "user namespace (setgroups=deny): the kernel keeps them, and "
+                               "their file access with them"})
+    return rows
 
 
 def judge_identity(facts: dict[str, str]) -> tuple[float, str] | None:

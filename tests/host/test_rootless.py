@@ -181,3 +181,24 @@ def test_required_without_substitutes_refuses_rootless():
         shutil.rmtree(d)
     assert r.returncode == 125, r
     assert "stage 'prepare' failed in plugin 'cgroups'" in r.stderr, r
+
+
+def test_the_callers_supplementary_groups_are_said_to_stay():
+    """An ordinary user cannot drop its supplementary groups in a user namespace
+    (setgroups=deny: the kernel keeps them for group-based denials): the launch says so, and
+    the audit lists them as not available instead of claiming groups = []."""
+    import json
+
+    cmd = ["setpriv", "--reuid=4242", "--regid=4242", "--groups=42", "--inh-caps=-all",
+           "--bounding-set=-all", "--", SECRUN]
+    env = dict(os.environ, HOME="/nonexistent")
+    r = subprocess.run([*cmd, "-p", "strict", "--", "true"], capture_output=True, text=True,
+                       cwd="/", env=env, timeout=120)
+    assert r.returncode == 0, r
+    assert "identity: the caller's supplementary groups 42 stay" in r.stderr, r.stderr
+    a = subprocess.run([*cmd, "audit", "-p", "strict", "--format", "json"],
+                       capture_output=True, text=True, cwd="/", env=env, timeout=120)
+    rows = {c["control"]: c for c in json.loads(a.stdout)["controls"]
+            if c["plugin"] == "identity"}
+    assert rows["caller's groups"]["status"] == "not-available", rows
+    assert "kept: 42" in rows["caller's groups"]["value"], rows
