@@ -120,10 +120,15 @@ def _substituted(spec: _Spec, plan: CgroupsPlan, denied: str) -> Row:
         row["detail"] = f"no writable cgroup tree ({denied}), and no substitute"
         return row
     v = str(sub["value"])
-    row["status"], row["weight"] = "substituted", round(spec.weight / 2, 3)
-    row["value"] = (f"{spec.value}: RLIMIT_{sub['name'].upper()} {human(sub['value'])} "
+    # what is left: a pids substitute counts every process of the sandbox's user namespace;
+    # a memory one leaves shared memory unbounded (see SUBSTITUTES)
+    left = RESIDUAL.get(sub["name"], 0.5)
+    row["status"], row["weight"] = "substituted", round(spec.weight * left, 3)
+    row["value"] = (f"{human(sub['value'])}: RLIMIT_{sub['name'].upper()} "
                     f"({sub['means']})")
-    row["detail"] = f"no writable cgroup tree ({denied}): an rlimit instead of the cgroup limit"
+    row["detail"] = (f"no writable cgroup tree ({denied}): an rlimit instead of the cgroup "
+                     f"limit" + ("; swap_max not applied" if spec.key == "memory_max"
+                                  and plan["swap_max"] is not None else ""))
     row["expect"] = {f"rlimit.{sub['name']}": f"{v}:{v}"}
     return row
 
@@ -163,12 +168,17 @@ def _cgroup_file(facts: dict[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
+# the exposure a substitute leaves, of the limit's: RLIMIT_NPROC stops a fork bomb in the
+# sandbox's user namespace; RLIMIT_DATA bounds private memory per process only
+RESIDUAL = {"nproc": 0.3, "data": 0.7}
+
+
 def _rlimit(facts: dict[str, str], name: str) -> Judged:
-    """A substitute rlimit the live audit saw (its hard limit): half the exposure of none."""
+    """A substitute rlimit the live audit saw (its hard limit), scored by what it leaves."""
     hard = facts.get(f"rlimit.{name}", ":").split(":")[-1]
     if not hard.isdigit():
         return None
-    return 0.5, f"RLIMIT_{name.upper()} = {hard} (a substitute)"
+    return RESIDUAL.get(name, 0.5), f"RLIMIT_{name.upper()} = {hard} (a substitute)"
 
 
 def judge_memory(facts: dict[str, str]) -> Judged:

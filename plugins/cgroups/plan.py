@@ -55,7 +55,8 @@ class Substitute(TypedDict):
 # [cgroups] key -> (rlimit, RLIMIT_* number on Linux, what it limits instead)
 SUBSTITUTES = {
     "pids_max": ("nproc", 6, "counted in the sandbox's user namespace"),
-    "memory_max": ("data", 2, "data and private writable memory, per process"),
+    "memory_max": ("data", 2, "private memory per process; the view's tmpfs mounts capped "
+                              "at it each; shared memory and memfd not bounded"),
 }
 
 
@@ -277,6 +278,10 @@ def secrun_profile_sections() -> list[Section]:
 @hookimpl
 def secrun_facts() -> Facts:
     return Facts(requires=("namespaces.made",), publishes={
+        "cgroups.memory_substitute": (None, "the memory_max in bytes when the launch is "
+                                            "expected to substitute it (no writable cgroup "
+                                            "tree): a plugin that mounts memory-backed "
+                                            "filesystems caps them at it; None otherwise"),
         "cgroups.attach": (None, "None: the launch makes no cgroup of its own; \"required\" or "
                                  "\"best-effort\": the workload is attached to a fresh group "
                                  "per run in the attach stage, before its hostname stage (a "
@@ -337,7 +342,10 @@ def secrun_compile(ctx: PlanContext) -> CgroupsPlan:
     # A prediction for the other plugins (the launch decides again): a caller without a
     # writable cgroup tree gets the substitutes, and no group of its own.
     attach: str | None = "required" if ctx.required(SECTION) else "best-effort"
+    memory = None
     if plan["substitutes"] and denied_dir(detect(), plan) is not None:
         attach = None
+        memory = plan["memory_max"] if isinstance(plan["memory_max"], int) else None
     ctx.publish("cgroups.attach", attach)
+    ctx.publish("cgroups.memory_substitute", memory)
     return plan

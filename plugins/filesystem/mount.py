@@ -591,14 +591,14 @@ def _kernel_fs(ctx: RunContext, view: _View, kind: str) -> None:
         attach(view.new(b"proc", (), NOSUID | NODEV | NOEXEC, "/proc", ours=False), fd,
                "/proc")
     elif kind == "dev":
-        _dev(view)
+        _dev(view, ctx.plan.get("shm_size", b""))
     elif kind == "sys":
         _sys(ctx, view)
     else:
         raise SetupError("filesystem plan", f"unknown operation {kind!r} (stale plan?)")
 
 
-def _dev(view: _View) -> None:
+def _dev(view: _View, shm_size: bytes) -> None:
     """A minimal /dev: a small tmpfs, device nodes bind-mounted from the host (so this works in
     a user namespace, where mknod cannot), a private devpts instance and /dev/shm.  The tmpfs
     is new and empty, so its entries are made relative to its own descriptor."""
@@ -621,7 +621,8 @@ def _dev(view: _View) -> None:
     attach(pts, _subdir(dev, "pts", fds), "/dev/pts")
     # nosuid, noexec on the device binds (and again on the tmpfs and devpts, which have them)
     set_attr(dev, _A_DEV, AT_EMPTY_PATH | AT_RECURSIVE, "/dev")
-    shm = view.new(b"tmpfs", _SHM_FS, NOSUID | NODEV, "/dev/shm")
+    shm = view.new(b"tmpfs", _SHM_FS + (((b"size", shm_size),) if shm_size else ()),
+                   NOSUID | NODEV, "/dev/shm")
     attach(shm, _subdir(dev, "shm", fds), "/dev/shm")
 
 

@@ -127,6 +127,7 @@ class FilesystemPlan(TypedDict):
     ops: list[Op]  # parents before children
     cwd: CwdPlan
     cgroup: CgroupLayout | None  # hierarchies shown on the fresh sysfs, if any
+    shm_size: bytes  # size= of /dev/shm (b"": none; see cgroups.memory_substitute)
 
 
 # --- the schema ---------------------------------------------------------------------------------
@@ -202,7 +203,8 @@ def secrun_profile_sections() -> list[Section]:
 
 @hookimpl
 def secrun_facts() -> Facts:
-    return Facts(requires=("namespaces.made", "namespaces.net"), uses=("cgroups.attach",),
+    return Facts(requires=("namespaces.made", "namespaces.net", "cgroups.memory_substitute"),
+                 uses=("cgroups.attach",),
                  publishes={"filesystem.writable": (
                      [], "the places the view lets the workload write (as paths inside the "
                          "view): \"/\" when the root is writable, private tmpfs entries, "
@@ -240,5 +242,19 @@ def secrun_compile(ctx: PlanContext) -> FilesystemPlan:
     ctx.depends_on(mount.__file__)
     plan = plan_view(ctx, ctx.config[SECTION], str(ctx.fact("namespaces.net")),
                      "cgroup" in made)
+    cap = ctx.fact("cgroups.memory_substitute")
+    if isinstance(cap, int):
+        _cap_tmpfs(plan, str(cap).encode())
     ctx.publish("filesystem.writable", writable(plan))
     return plan
+
+
+def _cap_tmpfs(plan: FilesystemPlan, size: bytes) -> None:
+    """No memory cgroup will hold the run (cgroups.memory_substitute): every tmpfs the view
+    mounts without a size of its own, /dev/shm included, gets size=memory_max, or the
+    workload could fill the host's memory through files (the rlimit that stands in counts
+    private memory only)."""
+    plan["shm_size"] = size
+    for op in plan["ops"]:
+        if op["kind"] == "tmpfs" and not any(k == b"size" for k, _v in op["options"]):
+            op["options"] = (*op["options"], (b"size", size))

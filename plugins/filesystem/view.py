@@ -286,4 +286,5 @@ def plan_view(ctx: PlanContext, cfg: dict, net: str, cgroup_ns: bool) -> Filesys
             "ops": ops,
             "cwd": {"mode": mode, "rel": _rel(ctx.cwd),
                     "warning": f"filesystem: {why}" if why else ""},
-            "cgroup": cgroupfs.layout() if sys_fresh and cgroup_ns else None}
+            "cgroup": cgroupfs.layout() if sys_fresh and cgroup_ns else None,
+            "shm_size": b""}

@@ -147,6 +147,20 @@ def test_strict_rootless_keeps_its_promises(uid, tmp_path):
 
 
 @pytest.mark.parametrize("uid", UIDS)
+def test_the_views_tmpfs_mounts_are_capped_when_memory_is_substituted(uid):
+    """Without a memory cgroup, files in a tmpfs would be unbounded host memory: every tmpfs
+    of the view, /dev/shm included, gets size = memory_max (strict: 1G)."""
+    r = as_user(uid, "-p", "strict", "--", "sh", "-c",
+                "head -c 1100M /dev/zero > /dev/shm/f; echo $?; "
+                "df -k /tmp /dev/shm /run /var/tmp | tail -n 4")
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[0] == "1", r  # No space left on device
+    sizes = [int(line.split()[1]) for line in lines[1:]]
+    assert sizes == [1 << 20] * 4, r  # 1 GiB in KiB, each
+
+
+@pytest.mark.parametrize("uid", UIDS)
 def test_rootless_audit_shows_the_substitutes_and_live_agrees(uid, tmp_path):
     import json
 
@@ -156,12 +170,14 @@ def test_rootless_audit_shows_the_substitutes_and_live_agrees(uid, tmp_path):
     assert rep["mismatches"] == [], rep["mismatches"]
     rows = {c["control"]: c for c in rep["controls"] if c["plugin"] == "cgroups"}
     assert rows["cgroup pids limit"]["status"] == "substituted", rows
-    assert "RLIMIT_NPROC 128" in rows["cgroup pids limit"]["value"], rows
+    assert rows["cgroup pids limit"]["value"].startswith("128: RLIMIT_NPROC"), rows
     assert rows["cgroup memory limit"]["status"] == "substituted", rows
     assert rows["cgroup pids limit"]["verified"] is True, rows
     assert rows["cgroup CPU quota"]["status"] == "not-available", rows
     cats = {c["id"]: c for c in rep["categories"]}
-    assert cats["cgroups.pids"]["effective"] == 0.5, cats["cgroups.pids"]
+    assert cats["cgroups.pids"]["effective"] == 0.3, cats["cgroups.pids"]
+    assert cats["cgroups.memory"]["effective"] == 0.7, cats["cgroups.memory"]
+    assert "swap_max not applied" in rows["cgroup memory limit"]["detail"], rows
 
 
 def test_required_without_substitutes_refuses_rootless():
