@@ -252,8 +252,9 @@ def make_tools(ns: CrunNamespace | None, bpf: str | None, quick: bool) -> list[T
             confinement=f"profile `{prof}` (see below)"))
     cache = rootless_cache()
     if cache is not None:
+        setpriv = which("setpriv")
         tools.append(Tool("secrun-strict-rootless", "secrun strict, rootless", lambda w: [
-            "setpriv", f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups",
+            setpriv, f"--reuid={ROOTLESS_UID}", f"--regid={ROOTLESS_UID}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--", "/usr/bin/env",
             f"XDG_CACHE_HOME={cache}", SECRUN, "--profile", "strict", "--"] + WORKLOADS[w],
             kind="secrun", workloads=("true",),
