@@ -219,10 +219,50 @@ def secrun_after_fork(ctx: RunContext) -> None:
             return
     except OSError as e:
         raise error(f"{proc}/ns/user", e.errno) from None
+    if plan["map"] == "subid" and plan["subid"] is not None:
+        _subid_maps(ctx.pid, plan["subid"])
+        return
     uid_map, gid_map, setgroups = _id_maps(plan)
     for name, text in (("setgroups", setgroups), ("uid_map", uid_map), ("gid_map", gid_map)):
         path = f"{proc}/{name}"
         write_file(path, text, f"write {path} ({text.strip()!r})")
+
+
+def _subid_maps(pid: int | None, subid: tuple[str, str, tuple[int, int], tuple[int, int]]
+                ) -> None:
+    """The "subid" map, written by the setuid newuidmap and newgidmap (both at once): the
+    caller is the namespace's root (0), and ids 1.. are its ranges from /etc/subuid and
+    /etc/subgid, so the workload's ids (65534 for strict) are none of the caller's, and the
+    gid map leaves setgroups allowed (the identity stage can drop the caller's groups)."""
+    newuidmap, newgidmap, (ustart, ucount), (gstart, gcount) = subid
+    runs = []
+    for tool, own, start, count in ((newuidmap, os.geteuid(), ustart, ucount),
+                                    (newgidmap, os.getegid(), gstart, gcount)):
+        argv = [tool, str(pid), "0", str(own), "1", "1", str(start), str(count)]
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            child = os.posix_spawn(tool, argv, {}, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, w, 2)])
+        except OSError as e:
+            os.close(r)
+            raise error(tool, e.errno) from None
+        finally:
+            os.close(w)
+        runs.append((argv, child, r))
+    failed = []
+    for argv, child, r in runs:
+        with os.fdopen(r, "rb") as f:
+            said = f.read(2000).decode(errors="replace").strip()
+        _, status = os.waitpid(child, 0)
+        if status != 0:
+            failed.append(f"{' '.join(argv)}: {said or f'wait status {status}'}")
+    if failed:
+        raise SetupError(os.path.basename(runs[0][0][0]) + "/newgidmap", "; ".join(failed)
+                         + " (see /etc/subuid and /etc/subgid; without setuid helpers, as in "
+                           "a container with no CAP_SETUID in its bounding set, set "
+                           "[namespaces].user_map = \"identity\")")
 
 
 @hookimpl

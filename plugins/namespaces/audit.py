@@ -63,6 +63,14 @@ MEANING = {
 }
 
 
+def _subid_value(plan: NamespacesPlan, in_uid: int) -> str:
+    if not plan.get("subid"):
+        return ""
+    _u, _g, (start, count), _gids = plan["subid"]  # type: ignore[misc]
+    return (f"0 = the caller, 1..{count} = its /etc/subuid range from {start} (newuidmap): "
+            f"the workload's uid {in_uid} is host uid {start + in_uid - 1}, not the caller")
+
+
 def _user_value(ctx: AuditContext, plan: NamespacesPlan) -> str:
     if plan["user"]:
         start, size = plan["range"]
@@ -70,6 +78,7 @@ def _user_value(ctx: AuditContext, plan: NamespacesPlan) -> str:
         inside = {"self": "the caller's own uid/gid", "root": "uid/gid 0 (the caller)",
                   "range": f"ids 0..{size - 1} = host {start}..{start + size - 1}",
                   "identity": f"uid/gid {in_uid}/{in_gid} = the caller (its only ids)",
+                  "subid": _subid_value(plan, in_uid),
                   }[plan["map"]]
         return f"new ({inside})"
     return "host" + (" (auto: secrun runs as root)" if ctx.config[SECTION]["user"] == "auto"

@@ -33,10 +33,12 @@ class NamespacesPlan(TypedDict):
     """What ``secrun_compile`` returns and the stages read."""
 
     user: bool  # a user namespace is made ("auto" resolved for the caller)
-    map: Literal["self", "root", "range", "identity"]  # user_map, "auto" resolved
+    map: Literal["self", "root", "range", "identity", "subid"]  # user_map, "auto" resolved
     range: tuple[int, int]  # (range_start, range_size) of the "range" map
     inside: tuple[int, int]  # (uid, gid) the caller is inside with the "identity" map
     unavailable: list[str]  # keys asked for that this kernel lacks and that may degrade
+    # the "subid" map: (newuidmap, newgidmap, (uid start, count), (gid start, count))
+    subid: tuple[str, str, tuple[int, int], tuple[int, int]] | None
     unshare: list[tuple[str, str, int]]  # (profile key, /proc/self/ns name, CLONE_NEW*), ORDER
     net: str  # the net mode: "host" | "none"
     fork: bool  # a pid or time namespace: the core forks into it
@@ -81,7 +83,7 @@ def kernel_has(ns: str) -> bool:
 
 
 NET_MODES = ("host", "none")  # later: "veth", "user" (user-mode networking)
-USER_MAPS = ("auto", "self", "root", "range")
+USER_MAPS = ("auto", "self", "root", "range", "identity")
 HOST_NAME_MAX = 64
 ID_MAX = (1 << 32) - 1  # (uid_t)-1 is never a valid id
 
@@ -130,10 +132,13 @@ def secrun_profile_sections() -> list[Section]:
               check=_check_user),
         Field("user_map", str, "auto",
               "who the caller is inside the user namespace: \"auto\" (run by an ordinary "
-              "user: the [identity] uid/gid when set, e.g. 65534, else its own; run by root: "
-              "\"self\"), \"self\" (the same uid/gid), \"root\" (uid/gid 0), or \"range\" "
-              "(as root only: inside ids 0..range_size-1 are host ids range_start..; the "
-              "workload becomes the namespace's root, an unprivileged host uid)",
+              "user whose profile sets [identity] ids, e.g. 65534: those ids in its "
+              "/etc/subuid and /etc/subgid ranges through newuidmap/newgidmap when it has "
+              "them, else \"identity\"; otherwise \"self\"), \"identity\" (the caller's own "
+              "uid/gid seen as the [identity] ids: one id each, no subordinate ids), \"self\" "
+              "(the same uid/gid), \"root\" (uid/gid 0), or \"range\" (as root only: inside "
+              "ids 0..range_size-1 are host ids range_start..; the workload becomes the "
+              "namespace's root, an unprivileged host uid)",
               choices=USER_MAPS),
         Field("range_start", int, 100000, "first host uid/gid of the \"range\" mapping",
               check=_check_range_start),
@@ -198,21 +203,66 @@ def _check_range(cfg: dict) -> None:
                           f"{ID_MAX})")
 
 
+SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
+
+
+def subid_range(path: str, names: tuple[str, ...], need: int) -> tuple[int, int] | None:
+    """The caller's first range in /etc/subuid or /etc/subgid (``name:start:count``, the name
+    or the number) with at least ``need`` ids, or None."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in names and parts[1].isdigit() \
+                and parts[2].isdigit() and int(parts[2]) >= need and int(parts[1]) > 0:
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def _subid(ctx: PlanContext, inside: tuple[int, int]) -> tuple[
+        str, str, tuple[int, int], tuple[int, int]] | None:
+    """newuidmap/newgidmap and the caller's ranges, when it has both and both tools are
+    installed: the workload's ids (``inside``) then map into those ranges, not onto the
+    caller.  newuidmap needs a user name (a uid without a passwd entry has no ranges)."""
+    import pwd
+    import shutil
+
+    for path in (SUBUID, SUBGID):
+        ctx.depends_on(path)
+    tools = shutil.which("newuidmap"), shutil.which("newgidmap")
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return None
+    if tools[0] is None or tools[1] is None:
+        return None
+    uids = subid_range(SUBUID, (name, str(os.geteuid())), inside[0])
+    gids = subid_range(SUBGID, (name, str(os.geteuid())), inside[1])
+    if uids is None or gids is None:
+        return None
+    return tools[0], tools[1], uids, gids
+
+
 def _resolve_map(ctx: PlanContext, user_map: str) -> tuple[
-        Literal["self", "root", "range", "identity"], tuple[int, int]]:
+        Literal["self", "root", "range", "identity", "subid"], tuple[int, int]]:
     """``user_map`` with "auto" resolved, and the (uid, gid) the caller is inside.  An ordinary
     user may map its own uid to any one id inside (and its gid likewise): "auto" maps it to the
     [identity] ids, so the workload can become them (65534 for strict) without subordinate
     ids.  Root keeps "self": mapping host uid 0 to an unprivileged id inside would give the
     workload host root's file access wherever the mount view shows the host's files."""
     uid, gid = os.geteuid(), os.getegid()
-    if user_map != "auto":
+    if user_map not in ("auto", "identity"):
         return user_map, (uid, gid)  # type: ignore[return-value]  # (one of USER_MAPS)
     want_uid, want_gid = ctx.fact("identity.uid"), ctx.fact("identity.gid")
     if uid == 0 or (want_uid is None and want_gid is None):
         return "self", (uid, gid)
     inside = (want_uid if isinstance(want_uid, int) else uid,
               want_gid if isinstance(want_gid, int) else gid)
+    if user_map == "auto" and _subid(ctx, inside) is not None:
+        return "subid", inside
     return "identity", inside
 
 
@@ -227,12 +277,14 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
     unshare = [w for w in wanted if w[0] not in unavailable]
     user = wants_user(cfg["user"])
     mapping, inside = _resolve_map(ctx, cfg["user_map"])
+    subid = _subid(ctx, inside) if mapping == "subid" else None
     plan: NamespacesPlan = {
         "user": user,
         "map": mapping,
         "range": (cfg["range_start"], cfg["range_size"]),
         "inside": inside,
         "unavailable": unavailable,
+        "subid": subid,
         "unshare": unshare,
         "net": cfg["net"],
         "fork": any(key in ("pid", "time") for key, _ns, _f in unshare),
@@ -241,8 +293,8 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
     }
     ctx.publish("namespaces.made", (["user"] if user else []) + [ns for _k, ns, _f in unshare])
     ctx.publish("namespaces.user_root", user and (
-        mapping in ("root", "range") or mapping == "self" and os.geteuid() == 0
+        mapping in ("root", "range", "subid") or mapping == "self" and os.geteuid() == 0
         or mapping == "identity" and inside[0] == 0))
-    ctx.publish("namespaces.setgroups_denied", user and plan["map"] != "range")
+    ctx.publish("namespaces.setgroups_denied", user and plan["map"] not in ("range", "subid"))
     ctx.publish("namespaces.net", cfg["net"])
     return plan

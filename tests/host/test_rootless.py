@@ -219,3 +219,63 @@ def test_the_callers_supplementary_groups_are_said_to_stay():
             if c["plugin"] == "identity"}
     assert rows["caller's groups"]["status"] == "not-available", rows
     assert "kept: 42" in rows["caller's groups"]["value"], rows
+
+
+@pytest.fixture
+def subids():
+    """nobody gets ranges in /etc/subuid and /etc/subgid (restored after), as an
+    administrator gives a user for rootless containers."""
+    saved = {}
+    if not os.access("/etc", os.W_OK):
+        pytest.skip("/etc is read-only here (the guest's host root)")
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                saved[path] = f.read()
+        except FileNotFoundError:
+            saved[path] = None
+        with open(path, "a") as f:
+            f.write("nobody:300000:65536\n")
+    yield 300000
+    for path, text in saved.items():
+        if text is None:
+            os.unlink(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+
+
+@pytest.mark.skipif(shutil.which("newuidmap") is None, reason="no newuidmap (Debian uidmap)")
+def test_strict_maps_into_the_callers_subordinate_ids(subids):
+    """A user with /etc/subuid and /etc/subgid ranges: newuidmap/newgidmap map the workload's
+    65534 into them (host uid 300000 + 65533: not the caller), setgroups stays allowed, so
+    the caller's supplementary groups go (a group-readable file stays unreadable)."""
+    import json
+
+    secret = "/etc/secrun-test-group-secret"
+    with open(secret, "w") as f:
+        f.write("s3cret")
+    os.chown(secret, 0, 42)
+    os.chmod(secret, 0o640)
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--groups=42", "--", SECRUN]
+    env = dict(os.environ, HOME="/nonexistent")
+    try:
+        r = subprocess.run([*cmd, "-p", "strict", "--", "sh", "-c",
+                            f"id -u; cat /proc/self/uid_map; cat /proc/self/setgroups; "
+                            f"cat {secret}"], capture_output=True, text=True, cwd="/",
+                           env=env, timeout=120)
+        a = subprocess.run([*cmd, "audit", "-p", "strict", "--format", "json"],
+                           capture_output=True, text=True, cwd="/", env=env, timeout=120)
+    finally:
+        os.unlink(secret)
+    lines = r.stdout.split("\n")
+    assert lines[0] == "65534", r
+    assert lines[1].split() == ["0", "65534", "1"], r
+    assert lines[2].split() == ["1", str(subids), "65536"], r
+    assert lines[3] == "allow", r
+    assert "s3cret" not in r.stdout and "Permission denied" in r.stderr, r
+    assert "supplementary groups" not in r.stderr, r.stderr
+    rows = {c["control"]: c for c in json.loads(a.stdout)["controls"]}
+    user = rows["namespace user"]["value"]
+    assert f"host uid {subids + 65533}, not the caller" in user, user
+    assert "caller's groups" not in rows, rows
