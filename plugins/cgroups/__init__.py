@@ -99,12 +99,13 @@ def managers_for(layout: Layout, plan: CgroupsPlan, name: str) -> tuple[list[Man
     controller is used where the host binds it, v1 first; the v2 group, where there is a v2
     tree, tracks the run (and carries the limits no v1 hierarchy can)."""
     needed = {CONTROLLER_OF[k] for k in set_limits(plan)}
+    parent = plan["parent"] or layout.delegated() or ""
     v1_ctrls = {_v1_name(c) for c in needed if _v1_name(c) in layout.v1}
     rest = {c for c in needed if _v1_name(c) not in v1_ctrls}
     v2_dir = None
     v2_ctrls: set[str] = set()
     if layout.v2 is not None:
-        v2_dir = parent_dir(layout.v2[0], layout.v2[1], plan["parent"])
+        v2_dir = parent_dir(layout.v2[0], layout.v2[1], parent)
         if rest:  # only then does the v2 tree have to carry a limit
             v2_ctrls = rest & layout.v2_controllers(v2_dir)
     mgrs: list[Manager] = []
@@ -117,7 +118,7 @@ def managers_for(layout: Layout, plan: CgroupsPlan, name: str) -> tuple[list[Man
             from .v1 import V1Manager  # (the supervisor only: imported as the host needs it)
 
             mgrs.append(V1Manager({c: parent_dir(layout.v1[c][0], layout.v1[c][1],
-                                                 plan["parent"]) for c in sorted(v1_ctrls)},
+                                                 parent) for c in sorted(v1_ctrls)},
                                   name))
     if v2_dir is not None:
         from .v2 import V2Manager

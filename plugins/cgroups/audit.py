@@ -144,7 +144,7 @@ def secrun_audit(ctx: AuditContext) -> list[Row]:
     denied = denied_dir(layout, plan)
     if denied is not None:
         return [_substituted(spec, plan, denied) for spec in _specs(plan, layout)]
-    where = _carriers(layout, plan["parent"])
+    where = _carriers(layout, plan["parent"] or layout.delegated() or "")
     rows = [_row(spec, plan, where, layout.kind, required) for spec in _specs(plan, layout)]
     # The run's groups are locked by its supervisor for as long as it lives: that lock, not a
     # pid, is how `secrun cgroups gc` and the next launch tell a live run from a leftover.

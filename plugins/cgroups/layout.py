@@ -67,6 +67,28 @@ class Layout:
     def v2_controllers(self, parent_dir: str) -> set[str]:
         return set(read(os.path.join(parent_dir, "cgroup.controllers")).split())
 
+    def delegated(self) -> str | None:
+        """On a pure v2 host, for an ordinary user running inside the subtree its service
+        manager delegated to it (systemd's ``user@UID.service``, owned by the user): that
+        subtree, as a path from the hierarchy's root; None otherwise.  The run's group is then
+        made there (``[cgroups].parent = ""``): the user's own group, a scope below it, holds
+        processes, so v2's "no internal processes" rule forbids controllers below it."""
+        euid = os.geteuid()
+        if euid == 0 or self.v1 or self.v2 is None:
+            return None
+        mount, own = self.v2
+        parts = own.strip("/").split("/")
+        for i in range(len(parts), 0, -1):
+            if parts[i - 1] != f"user@{euid}.service":
+                continue
+            rel = "/" + "/".join(parts[:i])
+            try:
+                if os.stat(os.path.join(mount, rel.lstrip("/"))).st_uid == euid:
+                    return rel
+            except OSError:
+                return None
+        return None
+
     def own_procs(self) -> str | None:
         """The ``cgroup.procs`` of the group secrun itself is in (in its first hierarchy)."""
         own = next(iter(self.v1.values()), None) or self.v2

@@ -269,8 +269,10 @@ def secrun_profile_sections() -> list[Section]:
               "(required) or run without limits (best-effort) as without them"),
         Field("parent", str, "",
               "where the run's group is created: \"\" under secrun's own cgroup (from "
-              "/proc/self/cgroup); \"/a/b\" from the root of each hierarchy (e.g. a "
-              "delegated subtree); \"a/b\" relative to secrun's own cgroup",
+              "/proc/self/cgroup), or, for an ordinary user inside systemd's delegated "
+              "user@UID.service on a pure v2 host, right under that; \"/a/b\" from the "
+              "root of each hierarchy (e.g. a delegated subtree); \"a/b\" relative to "
+              "secrun's own cgroup",
               check=_check_parent),
     ])]
 

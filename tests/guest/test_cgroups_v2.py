@@ -228,6 +228,40 @@ def test_an_ordinary_user_with_a_delegated_subtree_gets_real_groups(delegated):
     assert rows["cgroup pids limit"]["status"] == "enforced", rows
 
 
+def test_a_user_inside_its_systemd_delegation_gets_real_groups_without_naming_it():
+    """systemd's layout for a user's own services: user.slice/user-U.slice/user@U.service is
+    delegated to U (owned by it, controllers enabled), its processes sit in scopes below.  A
+    launch from such a scope with the default [cgroups].parent makes the run's group under
+    user@U.service by itself: real limits, no substitutes."""
+    uid = 4242
+    top = os.path.join(CG, "user.slice")
+    made_top = not os.path.isdir(top)
+    user_slice = os.path.join(top, f"user-{uid}.slice")
+    service = os.path.join(user_slice, f"user@{uid}.service")
+    scope = os.path.join(service, "app.slice", "term.scope")
+    os.makedirs(scope)
+    try:
+        for d in (CG, top, user_slice, service, os.path.dirname(scope)):
+            with open(os.path.join(d, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory +pids +cpu")  # (user@.service's Delegate= list)
+        for d in (service, os.path.dirname(scope), scope):  # what Delegate=yes hands over
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(os.path.join(d, name), uid, uid)
+        cmd = ["sh", "-c", f'echo $$ > {scope}/cgroup.procs && exec "$@"', "sh",
+               "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+               SECRUN, "-v", "-p", "strict", "--set", "cgroups.pids_max=20", "--", "true"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+        assert r.returncode == 0, r
+        assert "substituted" not in r.stderr, r.stderr
+        assert f"groups {service}/secrun-" in r.stderr, r.stderr
+        assert not [x for x in os.listdir(service) if x.startswith("secrun-")]
+    finally:
+        for root, _dirs, _ in os.walk(user_slice, topdown=False):
+            os.rmdir(root)
+        if made_top:
+            os.rmdir(top)
+
+
 def test_tracking_only_group_kills_leftovers(write_profile):
     case_tracking_only_group_kills_leftovers(write_profile)
 
