@@ -142,6 +142,17 @@ class _Audit:
         self.kernel_ro = [p for p in self.cfg["read_only_paths"]
                           if under(p, "/proc") or under(p, "/sys")]
 
+    def covered(self, path: str) -> str:
+        """What replaces the detach of the host's mount at ``path`` (/proc, /dev, /sys) when
+        an ordinary user launches: its user namespace cannot detach the host's mounts, which
+        the kernel locks, so the fresh one covers it ("" when the launch detaches it)."""
+        made = self.ctx.fact("namespaces.made")
+        if self.root or os.geteuid() == 0 or not (isinstance(made, list) and "user" in made):
+            return ""
+        return (f"run by an ordinary user: the host's {path} stays beneath, covered, not "
+                f"detached (the kernel locks the host's mounts in its user namespace; nothing "
+                f"inside can unmount the cover)")
+
     def mounts_at(self, paths: Iterable[str]) -> dict[str, str]:
         return {f"mount:{p}": self.expected[p] for p in paths if p in self.expected}
 
@@ -193,6 +204,7 @@ def _tmp_dev_rows(a: _Audit) -> list[Row]:
          "value": "tmpfs with null zero full random urandom tty, private devpts, shm"
                   if dev else "the root's own",
          "status": "enforced" if dev else "not-configured", "weight": 0.0 if dev else 1.0,
+         "detail": a.covered("/dev") if dev else "",
          "expect": {"fs.dev": "minimal", **a.mounts_at(["/dev"])} if dev else
          ({} if root else {"fs.dev": "host"})}]
 
@@ -223,6 +235,7 @@ def _proc_row(a: _Audit) -> Row:
             "value": "procfs of the sandbox's pid namespace (nosuid, nodev, noexec)"
                      if proc else "the root's own",
             "status": "enforced" if proc else "not-configured", "weight": 0.0 if proc else 1.0,
+            "detail": a.covered("/proc") if proc else "",
             "expect": a.mounts_at(["/proc"]) if proc else {}}
 
 
@@ -244,6 +257,8 @@ def _sys_row(a: _Audit) -> Row:
         row["expect"] = {"fs.sys": "netns", "mount:/sys": a.expected.get("/sys", "/sys * ro"),
                          "fs.sys_cgroup": ("own" if cg_req else "own|none") if cgroup
                          else "none"}
+        if a.covered("/sys"):
+            row["detail"] = a.covered("/sys")
     elif root:
         shown = any(under(p, "/sys") for p in a.expected)
         row["value"] = "not mounted in the given root" if not shown else "bound or covered"

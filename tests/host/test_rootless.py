@@ -279,3 +279,20 @@ def test_strict_maps_into_the_callers_subordinate_ids(subids):
     user = rows["namespace user"]["value"]
     assert f"host uid {subids + 65533}, not the caller" in user, user
     assert "caller's groups" not in rows, rows
+
+
+def test_the_audit_says_which_mounts_are_covered_instead_of_detached():
+    """Rootless, the host's /proc, /dev and /sys copies are locked in the user namespace:
+    the view covers them instead of detaching them, and the audit says so (root's does not)."""
+    import json
+
+    r = as_user(4242, "audit", "-p", "strict", "--format", "json")
+    rows = {c["control"]: c for c in json.loads(r.stdout)["controls"]
+            if c["plugin"] == "filesystem"}
+    for control, path in (("fresh /proc", "/proc"), ("minimal /dev", "/dev"), ("/sys", "/sys")):
+        assert f"the host's {path} stays beneath, covered" in rows[control]["detail"], rows
+    root = subprocess.run([SECRUN, "audit", "-p", "strict", "--format", "json"],
+                          capture_output=True, text=True, cwd="/", timeout=120)
+    rows = {c["control"]: c for c in json.loads(root.stdout)["controls"]
+            if c["plugin"] == "filesystem"}
+    assert "covered" not in rows["fresh /proc"]["detail"], rows
