@@ -259,7 +259,7 @@ def _subid_maps(pid: int | None, subid: tuple[str, str, tuple[int, int], tuple[i
         if status != 0:
             failed.append(f"{' '.join(argv)}: {said or f'wait status {status}'}")
     if failed:
-        raise SetupError(os.path.basename(runs[0][0][0]) + "/newgidmap", "; ".join(failed)
+        raise SetupError("newuidmap/newgidmap", "; ".join(failed)
                          + " (see /etc/subuid and /etc/subgid; without setuid helpers, as in "
                            "a container with no CAP_SETUID in its bounding set, set "
                            "[namespaces].user_map = \"identity\")")

@@ -41,7 +41,6 @@ class NamespacesPlan(TypedDict):
     subid: tuple[str, str, tuple[int, int], tuple[int, int]] | None
     unshare: list[tuple[str, str, int]]  # (profile key, /proc/self/ns name, CLONE_NEW*), ORDER
     net: str  # the net mode: "host" | "none"
-    fork: bool  # a pid or time namespace: the core forks into it
     hostname: str | None  # None: no UTS namespace
     domainname: str | None
 
@@ -287,7 +286,6 @@ def secrun_compile(ctx: PlanContext) -> NamespacesPlan:
         "subid": subid,
         "unshare": unshare,
         "net": cfg["net"],
-        "fork": any(key in ("pid", "time") for key, _ns, _f in unshare),
         "hostname": cfg["hostname"] if cfg["uts"] else None,
         "domainname": cfg["domainname"] if cfg["uts"] else None,
     }

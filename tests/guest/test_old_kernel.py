@@ -9,6 +9,7 @@ import os
 import subprocess
 
 import pytest
+from test_rootless import as_user
 
 from support import SECRUN
 
@@ -18,13 +19,10 @@ pytestmark = [
                        reason="this kernel has time namespaces (the guest's has none)"),
 ]
 
-ROOTLESS = ["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", "--inh-caps=-all",
-            "--bounding-set=-all", "--"]
-
-
 def launch(*args, rootless=False):
-    cmd = [*(ROOTLESS if rootless else []), SECRUN, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+    if rootless:
+        return as_user(4242, *args)
+    return subprocess.run([SECRUN, *args], capture_output=True, text=True, timeout=120, cwd="/")
 
 
 @pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
